@@ -1,0 +1,105 @@
+"""Stage `folds`: seeded prompt-holdout and stratified folds; writes `data/folds/splits.json` and
+per-fold `train.parquet`/`val.parquet` under `data/folds/<scheme>/fold_<k>/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.atomic import atomic_dir, write_json
+from stages.lib.config import load_params
+from stages.lib.errors import InputError, run_stage
+from stages.lib.schema import DatasetSchema
+from stages.lib.splitting import BalancedGroupKFold, score_bands, stratified_splitter
+
+ESSAYS = Path("data/prepared/essays.parquet")
+FOLDS_DIR = Path("data/folds")
+SCHEMES = ("prompt_holdout", "stratified_text")
+
+
+def read_essays(path: Path = ESSAYS) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: prepared essays not found (run the prepare stage)")
+    return pd.read_parquet(path)
+
+
+def check_prompts(essays: pd.DataFrame, n_splits: int, min_essays: int, source: Path) -> None:
+    """Stop on too few prompts to hold out, or a prompt too small to stand as held-out evidence."""
+    counts = essays["prompt"].value_counts()
+    if len(counts) < n_splits:
+        raise InputError(f"{source}: {len(counts)} prompts {sorted(counts.index)} cannot fill {n_splits} prompt-holdout folds")
+    small = counts[counts < min_essays]
+    if not small.empty:
+        prompt, n = small.index[0], int(small.iloc[0])
+        raise InputError(
+            f"{source}: prompt {prompt!r} has {n} essay(s), fewer than folds.min_essays_per_prompt={min_essays}; "
+            "exclude it in prepare.exclude_prompts or lower the minimum"
+        )
+
+
+def make_splits(essays: pd.DataFrame, scheme: str, n_splits: int, seed: int, schema: DatasetSchema) -> list[np.ndarray]:
+    """Validation masks, one per fold, for `scheme`."""
+    if scheme == "prompt_holdout":
+        splitter = BalancedGroupKFold(n_splits, random_state=seed)
+        groups = essays["prompt"].to_numpy()
+        return [np.isin(np.arange(len(essays)), val) for _, val in splitter.split(essays, groups=groups)]
+    if scheme == "stratified_text":
+        if len(essays) < n_splits:
+            raise InputError(f"{ESSAYS}: {len(essays)} essays cannot fill {n_splits} stratified folds")
+        bands = score_bands(schema.grid.to_category(essays[schema.primary].to_numpy()), n_splits)
+        folds = stratified_splitter(n_splits, seed).split(np.zeros(len(essays)), bands)
+        masks = []
+        for _, val in folds:
+            mask = np.zeros(len(essays), dtype=bool)
+            mask[val] = True
+            masks.append(mask)
+        return masks
+    raise InputError(f"params.yaml: unknown fold scheme {scheme!r}; expected one of {SCHEMES}")
+
+
+def describe(essays: pd.DataFrame, masks: list[np.ndarray], scheme: str, seed: int) -> dict[str, Any]:
+    return {
+        "scheme": scheme,
+        "n_splits": len(masks),
+        "seed": seed,
+        "folds": [
+            {
+                "fold": k,
+                "n_train": int((~m).sum()),
+                "n_val": int(m.sum()),
+                "val_prompts": sorted(essays.loc[m, "prompt"].unique().tolist()),
+                "val_ids": essays.loc[m, "essay_id"].tolist(),
+            }
+            for k, m in enumerate(masks)
+        ],
+    }
+
+
+def main() -> None:
+    params = load_params()
+    schema = DatasetSchema.from_params(params)
+    cfg = params["folds"]
+    seed = int(params["seed"])
+    essays = read_essays()
+    n_splits = int(cfg["n_splits"])
+    check_prompts(essays, n_splits, int(cfg["min_essays_per_prompt"]), ESSAYS)
+    with atomic_dir(FOLDS_DIR) as out:
+        report = {}
+        for scheme in SCHEMES:
+            masks = make_splits(essays, scheme, n_splits, seed, schema)
+            report[scheme] = describe(essays, masks, scheme, seed)
+            for k, mask in enumerate(masks):
+                fold_dir = out / scheme / f"fold_{k}"
+                fold_dir.mkdir(parents=True)
+                essays[~mask].to_parquet(fold_dir / "train.parquet", index=False)
+                essays[mask].to_parquet(fold_dir / "val.parquet", index=False)
+            sizes = [f["n_val"] for f in report[scheme]["folds"]]
+            print(f"{scheme}: validation sizes {sizes}")
+        write_json(out / "splits.json", report)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,1 @@
+"""Logic shared by the stage entry points; each module has one job."""
