@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from sklearn.metrics import cohen_kappa_score
 
 from stages.lib.schema import ScoreGrid
+
+
+def qwk_categories(t: np.ndarray, p: np.ndarray, n_categories: int) -> float:
+    """Quadratic weighted kappa of integer categories 0..n-1; NaN when undefined."""
+    t, p = np.asarray(t, dtype=int), np.asarray(p, dtype=int)
+    if len(t) == 0:
+        return float("nan")
+    observed = np.bincount(t * n_categories + p, minlength=n_categories**2).reshape(n_categories, n_categories)
+    expected = np.outer(np.bincount(t, minlength=n_categories), np.bincount(p, minlength=n_categories)) / len(t)
+    idx = np.arange(n_categories)
+    weights = (idx[:, None] - idx[None, :]) ** 2
+    denominator = float((weights * expected).sum())
+    if denominator == 0:
+        return float("nan")
+    return 1.0 - float((weights * observed).sum()) / denominator
 
 
 def qwk(y_true: np.ndarray, y_pred: np.ndarray, grid: ScoreGrid) -> float:
     """Quadratic weighted kappa on grid categories (ELLIPSE: scores doubled to 2..10); NaN when
     undefined (e.g. a single category on both sides)."""
-    labels = np.arange(grid.n_categories)
-    t, p = grid.to_category(y_true), grid.to_category(y_pred)
-    if len(t) == 0:
-        return float("nan")
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        value = cohen_kappa_score(t, p, labels=labels, weights="quadratic")
-    return float(value) if np.isfinite(value) else float("nan")
+    return qwk_categories(grid.to_category(y_true), grid.to_category(y_pred), grid.n_categories)
 
 
 def exact_agreement(y_true: np.ndarray, y_pred: np.ndarray, grid: ScoreGrid) -> float:
