@@ -78,6 +78,6 @@ def _finite_or_none(value: Any) -> Any:
         return [_finite_or_none(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
         value = value.item()
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
         return None
     return value

@@ -23,7 +23,7 @@ def window_spans(n_tokens: int, window: int, stride: int) -> ChunkSpans:
     if n_tokens <= window:
         return ChunkSpans(n_tokens, ((0, n_tokens),))
     step = window - stride
-    starts = list(range(0, n_tokens - window, step)) + [n_tokens - window]
+    starts = [*list(range(0, n_tokens - window, step)), n_tokens - window]
     return ChunkSpans(n_tokens, tuple((s, s + window) for s in starts))
 
 
@@ -42,7 +42,7 @@ def coverage_report(token_counts: np.ndarray, content_window: int, stride: int) 
     chunks = np.array([len(window_spans(int(n), content_window, stride).spans) for n in counts])
     excess = np.clip(counts - content_window, 0, None)
     return {
-        "n_essays": int(len(counts)),
+        "n_essays": len(counts),
         "content_window_tokens": int(content_window),
         "stride_tokens": int(stride),
         "pct_essays_exceeding_max_length": float(100 * np.mean(counts > content_window)) if len(counts) else 0.0,

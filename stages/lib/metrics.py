@@ -7,19 +7,31 @@ import numpy as np
 from stages.lib.schema import ScoreGrid
 
 
+def confusion_matrix(t: np.ndarray, p: np.ndarray, n_categories: int) -> np.ndarray:
+    """Counts of (truth, prediction) pairs of integer categories 0..n-1: rows truth, columns prediction."""
+    t, p = np.asarray(t, dtype=int), np.asarray(p, dtype=int)
+    return np.bincount(t * n_categories + p, minlength=n_categories**2).reshape(n_categories, n_categories)
+
+
+def qwk_from_confusion(confusion: np.ndarray) -> float | np.ndarray:
+    """Quadratic weighted kappa from a confusion matrix (rows truth, columns prediction), or from a stack
+    of them shaped (..., n, n) giving an array of kappas; NaN where undefined (no essays, or one category
+    on both sides). Summing matrices and then calling this is how resampling stays cheap."""
+    observed = np.asarray(confusion, dtype=float)
+    n = observed.sum(axis=(-2, -1))
+    idx = np.arange(observed.shape[-1])
+    weights = (idx[:, None] - idx[None, :]) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = observed.sum(axis=-1)[..., :, None] * observed.sum(axis=-2)[..., None, :] / n[..., None, None]
+        denominator = (weights * expected).sum(axis=(-2, -1))
+        kappa = 1.0 - (weights * observed).sum(axis=(-2, -1)) / denominator
+    kappa = np.where((n > 0) & (denominator != 0), kappa, np.nan)
+    return float(kappa) if kappa.ndim == 0 else kappa
+
+
 def qwk_categories(t: np.ndarray, p: np.ndarray, n_categories: int) -> float:
     """Quadratic weighted kappa of integer categories 0..n-1; NaN when undefined."""
-    t, p = np.asarray(t, dtype=int), np.asarray(p, dtype=int)
-    if len(t) == 0:
-        return float("nan")
-    observed = np.bincount(t * n_categories + p, minlength=n_categories**2).reshape(n_categories, n_categories)
-    expected = np.outer(np.bincount(t, minlength=n_categories), np.bincount(p, minlength=n_categories)) / len(t)
-    idx = np.arange(n_categories)
-    weights = (idx[:, None] - idx[None, :]) ** 2
-    denominator = float((weights * expected).sum())
-    if denominator == 0:
-        return float("nan")
-    return 1.0 - float((weights * observed).sum()) / denominator
+    return float(qwk_from_confusion(confusion_matrix(t, p, n_categories)))
 
 
 def qwk(y_true: np.ndarray, y_pred: np.ndarray, grid: ScoreGrid) -> float:
@@ -68,6 +80,21 @@ def smd(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float("nan")
     sd = y_true.std(ddof=1)
     return float((y_pred.mean() - y_true.mean()) / sd) if sd > 0 else float("nan")
+
+
+def dsm(y_true: np.ndarray, y_pred: np.ndarray, population_true: np.ndarray, population_pred: np.ndarray) -> float:
+    """Difference of standardized means (RSMTool's subgroup statistic): the subgroup's mean prediction
+    minus its mean truth, each as a z-score against the whole population's mean and SD (ddof=1)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    population_true, population_pred = np.asarray(population_true, float), np.asarray(population_pred, float)
+    if len(y_true) == 0 or len(population_true) < 2:
+        return float("nan")
+    sd_true, sd_pred = population_true.std(ddof=1), population_pred.std(ddof=1)
+    if sd_true < 1e-7 or sd_pred < 1e-7:
+        return float("nan")
+    z_pred = (y_pred.mean() - population_pred.mean()) / sd_pred
+    z_true = (y_true.mean() - population_true.mean()) / sd_true
+    return float(z_pred - z_true)
 
 
 def worst_prompt_qwk(per_prompt: dict[str, tuple[int, float]], min_n: int, bottom_k: int) -> tuple[float, list[str]]:

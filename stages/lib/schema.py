@@ -19,7 +19,7 @@ class ScoreGrid:
 
     @property
     def n_categories(self) -> int:
-        return int(round((self.high - self.low) / self.step)) + 1
+        return round((self.high - self.low) / self.step) + 1
 
     def on_grid(self, values: np.ndarray) -> np.ndarray:
         """Boolean mask: value lies on the grid (within 1e-6) and inside [low, high]."""

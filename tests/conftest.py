@@ -1,0 +1,47 @@
+"""Shared fixtures: a schema like ELLIPSE's and synthetic (invented) essay tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages.lib.schema import DatasetSchema
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS_DIR = REPO.parent / "shared" / "data" / "ellipse"
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def schema(params) -> DatasetSchema:
+    return DatasetSchema.from_params(params)
+
+
+def synthetic_raw(n_prompts: int = 8, per_prompt: int = 12, seed: int = 0) -> pd.DataFrame:
+    """A raw corpus with the ELLIPSE column layout and invented text (never corpus text)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_prompts):
+        for i in range(per_prompt):
+            words = " ".join(f"word{rng.integers(0, 500)}" for _ in range(220 + 10 * (i % 5)))
+            score = float(rng.integers(2, 10)) / 2
+            rows.append({
+                "text_id_kaggle": str(1000 * p + i),
+                "full_text": f"Essay {p}-{i}. {words}.",
+                "gender": ["Male", "Female"][i % 2],
+                "grade": str(8 + i % 5),
+                "race_ethnicity": "Hispanic/Latino",
+                "SES": "Economically disadvantaged",
+                "prompt": f"Prompt {p}",
+                **{t: score for t in ["Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Grammar",
+                                      "Conventions"]},
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,140 @@
+"""Bad input stops a stage with one clear message naming the file, row, column or prompt, and leaves
+no partial output behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stages import acquire, prepare
+from stages.lib.errors import InputError
+from tests.conftest import REPO, synthetic_raw
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_raw(frame) -> None:
+    frame.to_csv("data/raw/corpus.csv", index=False)
+
+
+def assert_no_outputs() -> None:
+    assert not Path("data/prepared/essays.parquet").exists()
+    assert not Path("metrics/data.json").exists()
+    leftovers = [p for p in Path(".").rglob("*.tmp")]
+    assert leftovers == []
+
+
+def test_prepare_succeeds_on_valid_input(workdir):
+    write_raw(synthetic_raw())
+    prepare.main()
+    assert Path("data/prepared/essays.parquet").is_file()
+
+
+def test_missing_column_is_named(workdir):
+    write_raw(synthetic_raw().drop(columns=["Grammar"]))
+    with pytest.raises(InputError, match=r"corpus.csv: missing required column\(s\) \['Grammar'\]"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_off_grid_score_names_line_and_column(workdir):
+    raw = synthetic_raw()
+    raw.loc[5, "Syntax"] = 3.25
+    write_raw(raw)
+    with pytest.raises(InputError, match=r"line 7: column 'Syntax' value '3.25' is not on the score grid"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_non_numeric_score_is_named(workdir):
+    raw = synthetic_raw()
+    raw["Overall"] = raw["Overall"].astype(object)
+    raw.loc[0, "Overall"] = "three"
+    write_raw(raw)
+    with pytest.raises(InputError, match=r"line 2: column 'Overall' value 'three'"):
+        prepare.main()
+
+
+def test_empty_essay_names_line(workdir):
+    raw = synthetic_raw()
+    raw.loc[3, "full_text"] = "   "
+    write_raw(raw)
+    with pytest.raises(InputError, match=r"line 5: empty essay in column 'full_text'"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_missing_corpus_is_named(workdir):
+    with pytest.raises(InputError, match=r"data/raw/corpus.csv: corpus file not found"):
+        prepare.main()
+
+
+def test_malformed_csv_is_named(workdir):
+    Path("data/raw/corpus.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
+    with pytest.raises(InputError, match=r"corpus.csv: not a readable UTF-8 CSV"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_stage_reports_one_line_and_exit_status(workdir):
+    write_raw(synthetic_raw().drop(columns=["prompt"]))
+    result = subprocess.run([sys.executable, "-m", "stages.prepare"], capture_output=True, text=True,
+                            env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: data/raw/corpus.csv: missing required column(s) ['prompt']")
+
+
+def test_acquire_rejects_wrong_checksum(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    synthetic_raw().to_csv(source / "corpus.csv", index=False)
+    corpus = {"source": str(source), "file": "corpus.csv", "sha256": "0" * 64, "archive": "x.zip"}
+    out = tmp_path / "raw" / "corpus.csv"
+    with pytest.raises(InputError, match=r"src/corpus.csv: sha256 [0-9a-f]{64} does not match"):
+        acquire.acquire(corpus, out)
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_acquire_reads_a_password_protected_zip(tmp_path):
+    csv = tmp_path / "corpus.csv"
+    synthetic_raw().to_csv(csv, index=False)
+    archive = tmp_path / "corpus.zip"
+    # The standard library cannot write ZipCrypto archives; the `zip` tool can.
+    if shutil.which("zip") is None:
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.write(csv, "corpus.csv")
+        password = None
+    else:
+        subprocess.run(["zip", "-q", "-j", "-P", "secret", str(archive), str(csv)], check=True)
+        password = "secret"
+    corpus = {"source": str(archive), "file": "corpus.csv", "sha256": acquire.sha256_of(csv),
+              "archive_sha256": acquire.sha256_of(archive), "archive_password": password}
+    out = tmp_path / "raw" / "corpus.csv"
+    acquire.acquire(corpus, out)
+    assert out.read_bytes() == csv.read_bytes()
+
+
+def test_acquire_names_a_missing_corpus(tmp_path):
+    corpus = {"source": str(tmp_path / "nowhere"), "file": "c.csv", "archive": "c.zip", "url": "https://example"}
+    with pytest.raises(InputError, match=r"nowhere: corpus not found"):
+        acquire.acquire(corpus, tmp_path / "out.csv")
+
+
+@pytest.mark.skipif(not (REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip").is_file(),
+                    reason="the ELLIPSE release is not beside the repository")
+def test_acquire_verifies_the_real_upstream_zip(tmp_path, params):
+    corpus = dict(params["corpus"], source=str(REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip"))
+    origin = acquire.acquire(corpus, tmp_path / "corpus.csv")
+    assert origin.endswith("!ELLIPSE_Final_github_test.csv")

@@ -1,0 +1,68 @@
+"""Fold integrity: prompt holdout never leaks a prompt, folds partition the essays, seeds matter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.folds import check_prompts, make_splits
+from stages.lib.errors import InputError
+from stages.lib.splitting import BalancedGroupKFold, score_bands
+
+
+def essays_table(n_prompts: int = 23, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(3, 120, n_prompts)
+    prompts = np.repeat([f"p{i}" for i in range(n_prompts)], sizes)
+    return pd.DataFrame({
+        "essay_id": [f"e{i}" for i in range(len(prompts))],
+        "prompt": prompts,
+        "Overall": rng.integers(2, 11, len(prompts)) / 2,
+    })
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prompt_holdout_never_shares_a_prompt(schema, seed):
+    essays = essays_table(seed=seed)
+    masks = make_splits(essays, "prompt_holdout", 5, seed, schema)
+    assert np.array_equal(np.sum(masks, axis=0), np.ones(len(essays)))  # every essay validated exactly once
+    for mask in masks:
+        assert not set(essays.loc[mask, "prompt"]) & set(essays.loc[~mask, "prompt"])
+
+
+def test_prompt_holdout_balances_essay_counts():
+    essays = essays_table(n_prompts=40, seed=3)
+    sizes = [m.sum() for m in (t for t in BalancedGroupKFold(5, 7)._iter_test_masks(groups=essays["prompt"]))]
+    largest_prompt = essays["prompt"].value_counts().max()
+    assert max(sizes) - min(sizes) <= largest_prompt
+
+
+def test_seed_changes_prompt_assignment_but_is_reproducible():
+    essays = pd.DataFrame({"prompt": np.repeat([f"p{i}" for i in range(20)], 10)})
+    first = [tuple(m) for m in BalancedGroupKFold(5, 1)._iter_test_masks(groups=essays["prompt"])]
+    again = [tuple(m) for m in BalancedGroupKFold(5, 1)._iter_test_masks(groups=essays["prompt"])]
+    other = [tuple(m) for m in BalancedGroupKFold(5, 2)._iter_test_masks(groups=essays["prompt"])]
+    assert first == again
+    assert first != other
+
+
+def test_stratified_folds_partition_and_keep_score_mix(schema):
+    essays = essays_table(seed=4)
+    masks = make_splits(essays, "stratified_text", 5, 11, schema)
+    assert np.array_equal(np.sum(masks, axis=0), np.ones(len(essays)))
+    overall = essays["Overall"].mean()
+    assert all(abs(essays.loc[m, "Overall"].mean() - overall) < 0.25 for m in masks)
+
+
+def test_score_bands_merge_sparse_extremes():
+    bands = score_bands(np.array([0] + [3] * 10 + [4] * 10 + [8]), min_count=5)
+    assert set(bands) == {3, 4}
+
+
+def test_too_few_prompts_and_tiny_prompts_are_named():
+    essays = pd.DataFrame({"prompt": ["a", "a", "b", "b", "c"]})
+    with pytest.raises(InputError, match="3 prompts"):
+        check_prompts(essays, 5, 1, "essays.parquet")
+    with pytest.raises(InputError, match="prompt 'c' has 1 essay"):
+        check_prompts(essays, 2, 2, "essays.parquet")
