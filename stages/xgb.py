@@ -12,7 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xgboost
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 from tqdm import tqdm
 
 from stages.lib.atomic import write_json, write_parquet
@@ -37,8 +40,13 @@ def band_weights(y_primary: np.ndarray, schema: DatasetSchema, power: float) -> 
     return weights / weights.mean()
 
 
-def make_model(cfg: dict[str, Any], seed: int) -> xgboost.XGBRegressor:
-    return xgboost.XGBRegressor(
+def make_model(cfg: dict[str, Any], seed: int, embedding_columns: list[int]) -> Pipeline:
+    """Embeddings reduced by PCA (fitted on the training data it is given), then multi-target XGBoost."""
+    reduce = ColumnTransformer(
+        [("embedding_pca", PCA(int(cfg["embedding_pca"]), random_state=seed), embedding_columns)],
+        remainder="passthrough",
+    )
+    return make_pipeline(reduce, xgboost.XGBRegressor(
         n_estimators=int(cfg["n_estimators"]),
         learning_rate=float(cfg["learning_rate"]),
         max_depth=int(cfg["max_depth"]),
@@ -49,12 +57,12 @@ def make_model(cfg: dict[str, Any], seed: int) -> xgboost.XGBRegressor:
         tree_method="hist",
         n_jobs=int(cfg["n_jobs"]),
         random_state=seed,
-    )
+    ))
 
 
-def fit_predict(x_train, y_train, w_train, x_eval, cfg, seed) -> np.ndarray:
-    model = make_model(cfg, seed)
-    model.fit(x_train, y_train, sample_weight=w_train)
+def fit_predict(x_train, y_train, w_train, x_eval, cfg, seed, embedding_columns) -> np.ndarray:
+    model = make_model(cfg, seed, embedding_columns)
+    model.fit(x_train, y_train, xgbregressor__sample_weight=w_train)
     return model.predict(x_eval).reshape(len(x_eval), -1)
 
 
@@ -69,6 +77,7 @@ def inner_splits(train: pd.DataFrame, scheme: str, n_splits: int, seed: int, sch
 def run_fold(train, val, features, scheme, cfg, seed, schema, source) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fit on the training fold, calibrate on its inner out-of-fold predictions, and return the
     validation fold's continuous and on-grid predictions with a fold log."""
+    embedding_columns = [i for i, c in enumerate(features.columns) if c.startswith("emb_")]
     x_train = feature_matrix(features, train, source).to_numpy(np.float32)
     x_val = feature_matrix(features, val, source).to_numpy(np.float32)
     y_train = train[list(schema.targets)].to_numpy(float)
@@ -78,7 +87,7 @@ def run_fold(train, val, features, scheme, cfg, seed, schema, source) -> tuple[n
         else np.ones(len(train))
     )
     start = time.perf_counter()
-    continuous = fit_predict(x_train, y_train, weights, x_val, cfg, seed)
+    continuous = fit_predict(x_train, y_train, weights, x_val, cfg, seed, embedding_columns)
     if not np.isfinite(continuous).all():
         raise FloatingPointError(f"{source}: non-finite XGBoost predictions")
     calibration_input = y_train
@@ -86,7 +95,8 @@ def run_fold(train, val, features, scheme, cfg, seed, schema, source) -> tuple[n
         calibration_input = np.empty_like(y_train)
         for inner_train, inner_val in inner_splits(train, scheme, int(cfg["inner_splits"]), seed, schema):
             calibration_input[inner_val] = fit_predict(
-                x_train[inner_train], y_train[inner_train], weights[inner_train], x_train[inner_val], cfg, seed
+                x_train[inner_train], y_train[inner_train], weights[inner_train], x_train[inner_val], cfg, seed,
+                embedding_columns,
             )
     on_grid = np.empty_like(continuous)
     cutpoints: dict[str, list[float]] = {}

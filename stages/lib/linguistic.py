@@ -4,48 +4,28 @@ statistics, lexical diversity (lexicalrichness), readability (textstat), convent
 
 from __future__ import annotations
 
-import importlib
-import importlib.resources
-import importlib.util
+import itertools
 import math
-import sys
-import types
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import spacy
+import textstat as textstat_module
 from lexicalrichness import LexicalRichness
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Token
 from spacy.util import filter_spans
 from symspellpy import SymSpell
 from tqdm import tqdm
 
-from stages.lib.mechanics import Word, doc_words, mechanics_counts
+from stages.lib.mechanics import Parsed, Word, mechanics_counts
 
-
-def _import_textstat() -> types.ModuleType:
-    """textstat 0.7.4 imports `pkg_resources`, which setuptools >= 81 no longer ships; lend it a
-    one-function stand-in for the import only (it reads the Dale-Chall word list through it)."""
-    if importlib.util.find_spec("pkg_resources") is not None:
-        module = importlib.import_module("textstat")
-    else:
-        shim = types.ModuleType("pkg_resources")
-        shim.resource_stream = lambda package, name: (  # type: ignore[attr-defined]
-            importlib.resources.files(package).joinpath(name).open("rb"))
-        sys.modules["pkg_resources"] = shim
-        try:
-            module = importlib.import_module("textstat")
-        finally:
-            del sys.modules["pkg_resources"]
-    module.textstat.set_rounding(False)  # full precision instead of 1-2 decimals
-    return module.textstat
-
-
-textstat = _import_textstat()
+# textstat 0.7.4 (the last release that works offline) imports `pkg_resources`: setuptools<81 is pinned.
+textstat = textstat_module.textstat
+textstat.set_rounding(False)  # full precision instead of 1-2 decimals
 
 NEWLINE_BREAKS = "newline_sentence_breaks"
 CLAUSAL_DEPS = frozenset({"advcl", "ccomp", "xcomp", "acl", "relcl", "csubj", "csubjpass"})
@@ -84,10 +64,10 @@ FEATURES: dict[str, str] = {
     "word_length_chars_mean": "mean letters and digits per word",
     "long_words_ratio": "share of words with 7 or more letters",
     "syllables_per_word_mean": "textstat syllables divided by textstat word count",
-    "mtld_score": "measure of textual lexical diversity (McCarthy & Jarvis 2010), lexicalrichness",
-    "mattr_ratio": "moving-average type-token ratio (Covington & McFall 2010), lexicalrichness",
+    "mtld_score": "MTLD (McCarthy & Jarvis 2010) at features.mtld_threshold, lexicalrichness",
+    "mattr_ratio": "moving-average TTR over features.mattr_window-word windows, lexicalrichness",
     "root_ttr_score": "Guiraud's root type-token ratio, types / sqrt(tokens), lexicalrichness",
-    "hdd_score": "hypergeometric distribution diversity HD-D (McCarthy & Jarvis 2007), lexicalrichness",
+    "hdd_score": "HD-D (McCarthy & Jarvis 2007) with features.hdd_draws draws, lexicalrichness",
     "flesch_reading_ease_score": "Flesch reading ease, textstat (higher = easier)",
     "flesch_kincaid_grade_level": "Flesch-Kincaid grade level, textstat",
     "dale_chall_score": "Dale-Chall readability score, textstat",
@@ -142,7 +122,7 @@ def _per_100(count: float, n_words: int) -> float:
     return _ratio(100.0 * count, n_words)
 
 
-def _tree_depths(sent: Any) -> list[int]:
+def _tree_depths(sent: list[Token]) -> list[int]:
     depth: dict[int, int] = {}
     for token in sent:
         path = []
@@ -203,9 +183,9 @@ def _readability(text: str) -> dict[str, float]:
     }
 
 
-def _syntax(doc: Doc, n_sents: int) -> dict[str, float]:
+def _syntax(parsed: Parsed, n_sents: int) -> dict[str, float]:
     depths, dependents, coordinated, distances = [], 0, 0, []
-    for sent in doc.sents:
+    for sent in parsed.sents:
         tree = _tree_depths(sent)
         if tree:
             depths.append(max(tree))
@@ -217,7 +197,7 @@ def _syntax(doc: Doc, n_sents: int) -> dict[str, float]:
             if token.head.i != token.i:
                 distances.append(abs(token.i - token.head.i))
     clauses = n_sents + dependents + coordinated
-    chunks = [len(chunk) for chunk in doc.noun_chunks]
+    chunks = [len(chunk) for chunk in parsed.doc.noun_chunks]
     return {
         "parse_depth_mean_levels": float(np.mean(depths)) if depths else 0.0,
         "parse_depth_max_levels": float(max(depths, default=0)),
@@ -233,7 +213,7 @@ def _overlap(sentences: list[list[Word]]) -> dict[str, float]:
     lemmas = [{w.token.lemma_.lower() for w in sent
                if w.token.pos_ in CONTENT_POS and not w.token.is_stop and w.token.is_alpha}
               for sent in sentences]
-    pairs = list(zip(lemmas, lemmas[1:], strict=False))
+    pairs = list(itertools.pairwise(lemmas))
     shared = [len(a & b) for a, b in pairs]
     jaccard = [_ratio(n, len(a | b)) for n, (a, b) in zip(shared, pairs, strict=True)]
     return {
@@ -247,7 +227,8 @@ def doc_features(doc: Doc, speller: SymSpell, matcher: PhraseMatcher, *, mattr_w
                  ) -> dict[str, float]:
     """All features of one parsed text (see `FEATURES`)."""
     text = doc.text
-    sentences = doc_words(doc)
+    parsed = Parsed.of(doc)
+    sentences = parsed.words
     words = [w for sent in sentences for w in sent]
     n_words, n_sents = len(words), len(sentences)
     n_paras = sum(any(ch.isalnum() for ch in line) for line in text.split("\n"))
@@ -268,7 +249,7 @@ def doc_features(doc: Doc, speller: SymSpell, matcher: PhraseMatcher, *, mattr_w
     feats |= _readability(text)
     tokens = [w.text.lower().replace("’", "'") for w in words if any(ch.isalpha() for ch in w.text)]
     feats |= _lexical_diversity(tokens, mattr_window, hdd_draws, mtld_threshold)
-    counts = mechanics_counts(doc, sentences, speller, spelling_min_chars)
+    counts = mechanics_counts(parsed, speller, spelling_min_chars)
     feats |= {
         "spelling_errors_per_100_words": _per_100(counts["spelling"], n_words),
         "capitalisation_errors_per_100_words": _per_100(counts["capitalisation"], n_words),
@@ -277,13 +258,13 @@ def doc_features(doc: Doc, speller: SymSpell, matcher: PhraseMatcher, *, mattr_w
         "missing_final_punctuation_per_100_words": _per_100(counts["missing_final"], n_words),
         "repeated_punctuation_per_100_words": _per_100(counts["repeated_punct"], n_words),
     }
-    feats |= _syntax(doc, n_sents)
-    pos = [t.pos_ for t in doc]
+    feats |= _syntax(parsed, n_sents)
+    pos = [t.pos_ for t in parsed.tokens]
     feats |= {f"{name}_per_100_words": _per_100(pos.count(tag), n_words) for name, tag in POS_RATES.items()}
     starts = {w.token.i for w in words if w.starts_sentence}
     feats |= {f"connectives_{kind}_per_100_words": _per_100(n, n_words)
               for kind, n in _connectives(doc, matcher, starts).items()}
-    third = sum(t.pos_ == "PRON" and t.lower_ in THIRD_PERSON for t in doc)
+    third = sum(p == "PRON" and t.lower_ in THIRD_PERSON for p, t in zip(pos, parsed.tokens, strict=True))
     feats["third_person_pronouns_per_100_words"] = _per_100(third, n_words)
     feats |= _overlap(sentences)
     return {name: feats[name] if math.isfinite(feats[name]) else 0.0 for name in FEATURES}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up the environment and regenerate every stage output with `dvc repro`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+. .venv/bin/activate
+dvc repro "$@"
+dvc metrics show

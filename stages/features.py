@@ -1,0 +1,78 @@
+"""Stage `features`: handcrafted linguistic features of every prepared essay (label-free, so computed
+once for all essays); writes `data/features/handcrafted.parquet` and `metrics/features.json`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow
+
+from stages.lib.atomic import write_json, write_parquet
+from stages.lib.config import load_params, section
+from stages.lib.errors import InputError, run_stage
+from stages.lib.linguistic import FEATURES, handcrafted_features, load_nlp
+from stages.lib.mechanics import load_speller
+from stages.lib.runinfo import run_info
+
+ESSAYS = Path("data/prepared/essays.parquet")
+HANDCRAFTED = Path("data/features/handcrafted.parquet")
+FEATURE_METRICS = Path("metrics/features.json")
+OPTIONS = ("mattr_window", "hdd_draws", "mtld_threshold", "spelling_min_chars")
+
+
+def read_essays(path: Path = ESSAYS) -> pd.DataFrame:
+    """The prepared essays' ids and texts, naming the file if they are missing or unusable."""
+    if not path.is_file():
+        raise InputError(f"{path}: prepared essays not found (run the prepare stage)")
+    try:
+        essays = pd.read_parquet(path)
+    except (OSError, pyarrow.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable parquet file ({exc})") from exc
+    missing = [c for c in ("essay_id", "text") if c not in essays.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {missing}; has {list(essays.columns)}")
+    if essays.empty:
+        raise InputError(f"{path}: no essays")
+    bad = essays["text"].isna() | ~essays["text"].map(lambda t: isinstance(t, str))
+    if bad.any():
+        raise InputError(f"{path}: row {int(bad.to_numpy().argmax())}: column 'text' is not a string")
+    return essays[["essay_id", "text"]].reset_index(drop=True)
+
+
+def compute(essays: pd.DataFrame, cfg: dict[str, Any], progress: bool = True) -> pd.DataFrame:
+    """`essay_id` plus one float64 column per feature, in essay order."""
+    try:
+        nlp = load_nlp(str(cfg["spacy_model"]))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"params.yaml: features.spacy_model {cfg['spacy_model']!r} cannot be loaded ({exc})") from exc
+    options = {key: cfg[key] for key in OPTIONS}
+    features = handcrafted_features(essays["text"].tolist(), nlp, load_speller(), n_process=int(cfg["n_process"]),
+                                    batch_size=int(cfg["batch_size"]), progress=progress, **options)
+    return pd.concat([essays[["essay_id"]], features], axis=1)
+
+
+def main() -> None:
+    params = load_params()
+    cfg = {key: section(params, "features", key) for key in ("spacy_model", "n_process", "batch_size", *OPTIONS)}
+    essays = read_essays(ESSAYS)
+    start = time.perf_counter()
+    table = compute(essays, cfg)
+    seconds = time.perf_counter() - start
+    report = {
+        "n_essays": len(table),
+        "n_features": len(FEATURES),
+        "seconds": round(seconds, 1),
+        "spacy_model": cfg["spacy_model"],
+        "dictionary": FEATURES,
+        "run": run_info(params["seed"]),
+    }
+    write_parquet(HANDCRAFTED, table)
+    write_json(FEATURE_METRICS, report)
+    print(f"features: {len(FEATURES)} for {len(table)} essays in {seconds:.0f} s -> {HANDCRAFTED}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
