@@ -125,9 +125,11 @@ def residual_rows(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
 def residual_breakdown(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     """n, mean residual, MAE and continuous RMSE per level of `by`."""
     grouped = rows.groupby(by, sort=True, observed=True)
-    return pd.DataFrame({
+    table = pd.DataFrame({
         "n": grouped.size(),
         "mean_residual": grouped["residual"].mean(),
         "mae": grouped["residual"].apply(lambda r: r.abs().mean()),
         "rmse_continuous": grouped["residual_continuous"].apply(lambda r: float(np.sqrt((r**2).mean()))),
     }).reset_index()
+    numeric = pd.to_numeric(table[by], errors="coerce")
+    return table.iloc[numeric.argsort(kind="stable")] if numeric.notna().all() else table

@@ -1,0 +1,73 @@
+"""Stage `compare`: each candidate arm against the reference arm under every gate scheme, as paired
+deltas with prompt-cluster bootstrap intervals and per-criterion pass/fail. Writes the flat record
+`metrics/gate.json` and the plot data `plots/gate/deltas.csv`. A candidate whose predictions table is
+absent is recorded as not run (its criteria `evaluated: 0`), never an error."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from stages.lib.atomic import write_csv, write_json
+from stages.lib.bootstrap import Interval, align_pair, arm_counts, paired_bootstrap
+from stages.lib.config import load_params
+from stages.lib.errors import InputError, run_stage
+from stages.lib.gate import GateConfig, deltas_table, gate_record
+from stages.lib.predictions import predictions_path, read_predictions
+from stages.lib.schema import DatasetSchema
+
+GATE_PATH = Path("metrics/gate.json")
+DELTAS_PATH = Path("plots/gate/deltas.csv")
+
+
+def pair_rng(seed: int, candidate: str, scheme: str) -> np.random.Generator:
+    """A generator per (candidate, scheme): adding or dropping a candidate leaves the others' draws alone."""
+    return np.random.default_rng([seed, zlib.crc32(f"{candidate}/{scheme}".encode())])
+
+
+def compare(cfg: GateConfig, schema: DatasetSchema) -> dict:
+    """Run every (candidate, scheme) pair present on disk and return the flat gate record."""
+    intervals: dict[tuple[str, str], dict[str, Interval] | None] = {}
+    sizes: dict[tuple[str, str], dict[str, int]] = {}
+    for scheme in cfg.criteria_schemes:
+        ref_path = predictions_path(cfg.reference, scheme)
+        if not ref_path.is_file():
+            raise InputError(f"{ref_path}: the reference arm's predictions are required by the gate")
+        reference = read_predictions(ref_path, schema)
+        prompts = sorted(reference["prompt"].unique())
+        folds = sorted(int(f) for f in reference["fold"].unique())
+        ref_counts = arm_counts(reference, schema, prompts, folds, cfg.metric_config)
+        for candidate in cfg.candidates:
+            path = predictions_path(candidate, scheme)
+            if not path.is_file():
+                intervals[(candidate, scheme)] = None
+                print(f"{candidate}/{scheme}: not run ({path} absent)")
+                continue
+            frame = align_pair(read_predictions(path, schema), reference, schema, candidate, scheme)
+            counts = arm_counts(frame, schema, prompts, folds, cfg.metric_config)
+            intervals[(candidate, scheme)] = paired_bootstrap(
+                counts, ref_counts, cfg.metrics_for(scheme), cfg.metric_config, cfg.n_resamples, cfg.confidence,
+                pair_rng(cfg.seed, candidate, scheme))
+            sizes[(candidate, scheme)] = {"n_essays": len(frame), "n_prompts": len(prompts), "n_folds": len(folds)}
+    return gate_record(cfg, intervals, sizes)
+
+
+def main() -> None:
+    start = time.perf_counter()
+    params = load_params()
+    cfg = GateConfig.from_params(params)
+    record = compare(cfg, DatasetSchema.from_params(params))
+    write_json(GATE_PATH, record)
+    write_csv(DELTAS_PATH, deltas_table(record))
+    for candidate in cfg.candidates:
+        state = ("pass" if record[f"{candidate}.pass"] else "fail") if record[f"{candidate}.evaluated"] else \
+            f"incomplete ({record[f'{candidate}.n_evaluated']}/{record[f'{candidate}.n_criteria']} criteria evaluated)"
+        print(f"{candidate} vs {cfg.reference}: {state}")
+    print(f"compare: {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    run_stage(main)

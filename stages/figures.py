@@ -1,0 +1,86 @@
+"""Stage `figures`: the arms side by side, from evaluate's outputs of every arm that has run. Writes the
+combined plot data under `plots/arms/` (per-prompt QWK, residual by score band) for `dvc plots`, and the
+same views as PNGs (plus predicted-vs-actual confusion matrices). Independent of the gate thresholds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from stages.lib.atomic import write_csv
+from stages.lib.config import load_params, section
+from stages.lib.errors import run_stage
+from stages.lib.evaluation import residual_breakdown
+from stages.lib.evidence import plot_dir, residuals_path
+from stages.lib.figures import confusion_figure, per_prompt_figure, residual_band_figure, save_png
+from stages.lib.schema import DatasetSchema
+
+OUT_DIR = Path("plots/arms")
+
+
+def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> pd.DataFrame:
+    """Per-prompt QWK of every arm and scheme present (evaluate's `per_prompt_qwk.csv`)."""
+    frames = []
+    for scheme in schemes:
+        for arm in arms:
+            path = plot_dir(arm, scheme) / "per_prompt_qwk.csv"
+            if path.is_file():
+                frame = pd.read_csv(path)
+                frames.append(frame.assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}",
+                                           eligible=frame["n"] >= min_prompt_n))
+    columns = ["scheme", "arm", "series", "prompt", "n", "eligible", "qwk"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def residual_band_frame(arms: list[str], schemes: list[str]) -> pd.DataFrame:
+    """Residual by human score band for every arm and scheme present (evaluate's residual rows)."""
+    frames = []
+    for scheme in schemes:
+        for arm in arms:
+            path = residuals_path(arm, scheme)
+            if path.is_file():
+                table = residual_breakdown(pd.read_csv(path), "score_band")
+                frames.append(table.assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}"))
+    columns = ["series", "arm", "scheme", "score_band", "n", "mean_residual", "mae", "rmse_continuous"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def confusion_tables(arms: list[str], schemes: list[str], schema: DatasetSchema) -> dict[str, pd.DataFrame]:
+    """Actual × predicted counts on the full grid, per arm and scheme present."""
+    labels = [f"{v:.1f}" for v in schema.grid.points()]
+    tables = {}
+    for arm in arms:
+        for scheme in schemes:
+            path = plot_dir(arm, scheme) / "confusion.csv"
+            if path.is_file():
+                pairs = pd.read_csv(path, dtype=str)
+                table = pd.crosstab(pairs["actual"], pairs["predicted"])
+                tables[f"{arm} · {scheme}"] = table.reindex(index=labels, columns=labels, fill_value=0)
+    return tables
+
+
+def main() -> None:
+    params = load_params()
+    schema = DatasetSchema.from_params(params)
+    reference = str(section(params, "gate", "reference"))
+    arms = [reference, *section(params, "gate", "candidates")]
+    schemes = list(section(params, "gate", "schemes"))
+    prompts = per_prompt_frame(arms, schemes, int(section(params, "evaluate", "min_prompt_n")))
+    bands = residual_band_frame(arms, schemes)
+    write_csv(OUT_DIR / "per_prompt_qwk.csv", prompts)
+    write_csv(OUT_DIR / "residual_by_band.csv", bands)
+    for scheme in schemes:
+        subset = prompts[(prompts["scheme"] == scheme) & prompts["eligible"]]
+        save_png(per_prompt_figure(subset, reference, f"Per-prompt QWK, {scheme} (prompts with ≥ "
+                                   f"{params['evaluate']['min_prompt_n']} essays)"),
+                 OUT_DIR / f"per_prompt_qwk_{scheme}.png")
+    save_png(residual_band_figure(bands, "Mean residual by human score band"), OUT_DIR / "residual_by_band.png")
+    save_png(confusion_figure(confusion_tables(arms, schemes, schema), "Predicted vs actual (primary target)"),
+             OUT_DIR / "confusion.png")
+    present = sorted(set(prompts["series"]))
+    print(f"figures: {len(present)} arm/scheme runs ({', '.join(present) or 'none'}) -> {OUT_DIR}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,143 @@
+"""The verdict follows from the numbers: constructed gate records for a pass, a fail, a pass inside the
+noise and CPU-budget evidence; and the decide stage's record cites dvc.lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+import yaml
+from gate_synth import build_workspace, gpu_training
+
+from stages import compare, decide
+from stages.lib.bootstrap import Interval
+from stages.lib.decision import ACCEPT, DEFER, verdict
+from stages.lib.gate import GateConfig, gate_record
+
+CRITERIA = [("prompt_holdout", "worst_prompt_qwk"), ("prompt_holdout", "mean_qwk"),
+            ("prompt_holdout", "low_tail_adjacent"), ("prompt_holdout", "high_tail_adjacent"),
+            ("stratified_text", "mean_qwk")]
+GOOD = {"worst_prompt_qwk": 0.05, "mean_qwk": 0.02, "low_tail_adjacent": 0.02, "high_tail_adjacent": 0.02}
+
+
+def make_gate(params, arms: dict[str, dict], half_width: float = 0.005) -> dict:
+    """A gate record: `arms[name]` maps (scheme, metric) or metric to a delta; a scheme absent from
+    `arms[name]["schemes"]` counts as not run. Intervals are delta ± half_width."""
+    cfg = GateConfig.from_params(params)
+    intervals, sizes = {}, {}
+    for arm in cfg.candidates:
+        spec = arms.get(arm)
+        for scheme in cfg.criteria_schemes:
+            if spec is None or scheme not in spec.get("schemes", ["prompt_holdout", "stratified_text"]):
+                intervals[(arm, scheme)] = None
+                continue
+            width = spec.get("half_width", half_width)
+            pair = {}
+            for metric in cfg.metrics_for(scheme):
+                delta = spec.get((scheme, metric), spec.get(metric, GOOD.get(metric, 0.02)))
+                pair[metric] = Interval(0.8 + delta, 0.8, delta, delta - width, delta + width, 100)
+            intervals[(arm, scheme)] = pair
+            sizes[(arm, scheme)] = {"n_essays": 2000, "n_prompts": 40, "n_folds": 5}
+    return gate_record(cfg, intervals, sizes)
+
+
+def training_for(arms: dict[str, dict]) -> dict:
+    return {f"{arm}_{scheme}": spec.get("training", gpu_training()) for arm, spec in arms.items()
+            for scheme in spec.get("schemes", ["prompt_holdout", "stratified_text"])}
+
+
+def test_pass_accepts(params):
+    arms = {"lora": {}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == ACCEPT and d.label == "accept" and d.chosen == "lora" and d.gate_valid
+
+
+def test_fail_defers(params):
+    arms = {"lora": {"worst_prompt_qwk": 0.005}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == DEFER and d.chosen is None
+    assert any("worst_prompt_qwk fails" in r for r in d.reasons)
+
+
+def test_mean_qwk_loss_beyond_margin_defers(params):
+    arms = {"lora": {("stratified_text", "mean_qwk"): -0.006}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == DEFER
+    assert d.arms[0].failed == ("stratified_text.mean_qwk",)
+
+
+def test_pass_inside_the_noise_is_a_fragile_accept(params):
+    arms = {"lora": {"worst_prompt_qwk": 0.02, "half_width": 0.03}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == ACCEPT and d.fragile and d.label == "accept (fragile)"
+    assert "prompt_holdout.worst_prompt_qwk" in d.arms[0].inside_noise
+    assert any("passes inside the noise" in r for r in d.reasons)
+
+
+def test_robust_candidate_preferred_over_fragile_one(params):
+    arms = {"lora": {"half_width": 0.05}, "adversarial": {}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.label == "accept" and d.chosen == "adversarial"
+
+
+def test_cpu_budget_evidence_never_accepts(params):
+    arms = {"lora": {"training": gpu_training(budget="cpu", device="cpu:x86_64")}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == DEFER and not d.gate_valid
+    assert d.arms[0].passed and not d.arms[0].gate_valid
+    assert any("not gate-valid" in r and "budget 'cpu'" in r for r in d.reasons)
+
+
+def test_cpu_budget_prompt_holdout_only_defers(params):
+    arms = {"lora": {"schemes": ["prompt_holdout"], "training": gpu_training(budget="cpu")}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == DEFER
+    assert d.arms[0].missing == ("stratified_text.mean_qwk",)
+
+
+@pytest.mark.parametrize("training, problem", [
+    (gpu_training(folds=[{"fold": f, "finite": True} for f in range(4)]), "4 of 5 folds"),
+    (gpu_training(finite=False), "not finite"),
+    (gpu_training(folds=[{"fold": 0, "finite": False}, *({"fold": f} for f in range(1, 5))]), "fold(s) 0"),
+    (gpu_training(gate_valid=False), "gate_valid"),
+    (gpu_training(precision=None), "precision not recorded"),
+    (gpu_training(folds=[0, 1, 2], complete=False), "marked incomplete"),
+])
+def test_invalid_gpu_evidence_defers(params, training, problem):
+    arms = {"lora": {"training": training}}
+    d = verdict(make_gate(params, arms), training_for(arms))
+    assert d.verdict == DEFER
+    assert any(problem in v for v in d.arms[0].validity)
+
+
+def test_nothing_run_defers(params):
+    d = verdict(make_gate(params, {}), {})
+    assert d.verdict == DEFER and d.reasons[0] == "no candidate arm has been run"
+    assert [a.run for a in d.arms] == [False, False, False]
+
+
+def test_decide_stage_renders_record_with_lock_hashes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AES_PARAMS", raising=False)
+    build_workspace(tmp_path, {"lora": {"training": gpu_training(budget="cpu")}}, n_resamples=200)
+    compare.main()
+    md5 = hashlib.md5((tmp_path / "metrics/gate.json").read_bytes()).hexdigest()
+    lock = {"schema": "2.0", "stages": {
+        "compare": {"cmd": "python -m stages.compare",
+                    "outs": [{"path": "metrics/gate.json", "hash": "md5", "md5": md5, "size": 1}]},
+        "collect@lora": {"cmd": "x", "outs": [{"path": "data/predictions/lora_prompt_holdout.parquet", "hash": "md5",
+                                               "md5": "0" * 32, "size": 1}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    decide.main()
+    adr = (tmp_path / "docs/decisions/0001-transformer-track-gate.md").read_text()
+    record = json.loads((tmp_path / "metrics/decision.json").read_text())
+    assert record["verdict"] == "defer" and record["accept"] == 0 and record["gate_valid"] == 0
+    assert record["checklist.1"] == 1 and record["checklist.2"] == 0 and record["checklist.3"] == 1
+    assert "- [x] 1. A baseline fine-tuning run" in adr
+    assert "- [ ] 2. An invariance variant" in adr
+    assert f"stage `compare` → `metrics/gate.json` md5 `{md5}`" in adr
+    assert "collect@lora" in adr and "workspace file differs from dvc.lock" in adr
+    assert "Status: decided — **defer**" in adr and "Date: 2025-11-24" in adr
+    assert "| lora | stratified_text | mean_qwk | not run |" in adr
+    assert "adversarial | prompt_holdout | not run" in adr
