@@ -25,7 +25,9 @@ EMBEDDING_METRICS = Path("metrics/embeddings.json")
 
 
 @torch.inference_mode()
-def embed_texts(texts: list[str], tokenizer, model, max_length: int, stride: int, batch_tokens: int) -> tuple[np.ndarray, dict]:
+def embed_texts(
+    texts: list[str], tokenizer, model, max_length: int, stride: int, batch_tokens: int
+) -> tuple[np.ndarray, dict]:
     """Essay embeddings (n, hidden) and the truncation-coverage report."""
     model.eval()
     windowed = window_essays(texts, tokenizer, max_length, stride)

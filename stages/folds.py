@@ -30,7 +30,9 @@ def check_prompts(essays: pd.DataFrame, n_splits: int, min_essays: int, source: 
     """Stop on too few prompts to hold out, or a prompt too small to stand as held-out evidence."""
     counts = essays["prompt"].value_counts()
     if len(counts) < n_splits:
-        raise InputError(f"{source}: {len(counts)} prompts {sorted(counts.index)} cannot fill {n_splits} prompt-holdout folds")
+        raise InputError(
+            f"{source}: {len(counts)} prompts {sorted(counts.index)} cannot fill {n_splits} prompt-holdout folds"
+        )
     small = counts[counts < min_essays]
     if not small.empty:
         prompt, n = small.index[0], int(small.iloc[0])

@@ -27,7 +27,9 @@ def window_spans(n_tokens: int, window: int, stride: int) -> ChunkSpans:
     return ChunkSpans(n_tokens, tuple((s, s + window) for s in starts))
 
 
-def chunk_token_ids(ids: list[int], window: int, stride: int, cls_id: int | None, sep_id: int | None) -> list[list[int]]:
+def chunk_token_ids(
+    ids: list[int], window: int, stride: int, cls_id: int | None, sep_id: int | None
+) -> list[list[int]]:
     """Split content token ids into overlapping windows and wrap each with the model's special tokens."""
     spans = window_spans(len(ids), window, stride).spans
     head = [cls_id] if cls_id is not None else []

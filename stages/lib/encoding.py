@@ -64,7 +64,9 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-def pool_windows(window_vectors: torch.Tensor, owner: torch.Tensor, window_tokens: torch.Tensor, n_essays: int) -> torch.Tensor:
+def pool_windows(
+    window_vectors: torch.Tensor, owner: torch.Tensor, window_tokens: torch.Tensor, n_essays: int
+) -> torch.Tensor:
     """Essay vectors: the token-count-weighted mean of each essay's window vectors."""
     weights = window_tokens.to(window_vectors.dtype).unsqueeze(-1)
     sums = torch.zeros((n_essays, window_vectors.shape[1]), dtype=window_vectors.dtype, device=window_vectors.device)

@@ -51,7 +51,8 @@ def validate_predictions(frame: pd.DataFrame, schema: DatasetSchema, source: Pat
         raise InputError(f"{source}: no rows")
     dup = frame["essay_id"].duplicated()
     if dup.any():
-        raise InputError(f"{source}: row {int(np.flatnonzero(dup)[0])}: essay {frame['essay_id'][dup].iloc[0]} appears twice")
+        row = int(np.flatnonzero(dup)[0])
+        raise InputError(f"{source}: row {row}: essay {frame['essay_id'][dup].iloc[0]} appears twice")
     for target in schema.targets:
         for kind in ("true", "pred", "grid"):
             values = frame[f"{kind}_{target}"].to_numpy(dtype=float)
@@ -61,7 +62,9 @@ def validate_predictions(frame: pd.DataFrame, schema: DatasetSchema, source: Pat
                     bad[rows] |= ~schema.grid_for(prompt).on_grid(np.nan_to_num(values[rows], nan=-1e9))
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise InputError(f"{source}: row {row}: column {kind}_{target} value {values[row]!r} is not finite/on grid")
+                raise InputError(
+                    f"{source}: row {row}: column {kind}_{target} value {values[row]!r} is not finite/on grid"
+                )
     return frame
 
 
