@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# Headless Chromium for the HTML report check (Debian package); the test skips, saying why, without it.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 &&
+    apt-get install -y -qq chromium >/dev/null 2>&1; }) || echo "chromium not installed: the report screenshot test will skip"
+fi
 . .venv/bin/activate
 ruff check stages tests
 python -m pytest -q
