@@ -15,6 +15,17 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO.parent / "shared" / "data" / "ellipse"
 
 
+@pytest.fixture
+def restore_torch_globals():
+    """Undo the deterministic-algorithms switch and thread count a training run sets."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())

@@ -8,7 +8,6 @@ import math
 from dataclasses import replace
 
 import pytest
-import torch
 import yaml
 from tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
@@ -23,13 +22,7 @@ from stages.lib.flops import (
     training_flops,
 )
 
-
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    threads = torch.get_num_threads()
-    yield
-    torch.use_deterministic_algorithms(False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
 def test_training_flops_by_hand():

@@ -32,12 +32,7 @@ def backbone(tmp_path_factory):
     return make_tiny_backbone(tmp_path_factory.mktemp("tiny_bert"))
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    threads = torch.get_num_threads()
-    yield
-    torch.use_deterministic_algorithms(False)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
 def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5):
