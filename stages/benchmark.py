@@ -2,7 +2,7 @@
 with a budget's real backbone, batching and training step, for a few optimizer steps.
 
 Runs the project's own code: the fold's essays chosen by `stages.finetune.select_essays`, windows from
-`encode_essays`, the model from `build_essay_model`, the objective from `make_objective`, and
+`encode_essays`, the model from `model_for_budget`, the objective from `make_objective`, and
 `stages.lib.trainer.train` itself on a seeded sample of the trained essays sized to `warmup + max_steps`
 optimizer steps. The objective is wrapped (`MeteredObjective`) to time the steady-state micro-batches and
 count their real and padded tokens, without changing what the loop computes. Inference is timed with
@@ -19,6 +19,7 @@ throughput and the folds' real token counts under the real samplers.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import math
 import os
@@ -29,22 +30,23 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from stages.finetune import FoldEssays, encode, read_fold, select_essays
+from stages.finetune import FoldEssays, encode, select_essays
 from stages.lib.atomic import write_json
 from stages.lib.backbone import load_encoder
 from stages.lib.chunking import window_spans
 from stages.lib.config import load_params
 from stages.lib.errors import InputError, run_stage
 from stages.lib.essay_batches import LengthBucketedBatches, encode_essays
-from stages.lib.essay_model import EssayOutput, build_essay_model, count_parameters
+from stages.lib.essay_model import EssayOutput, count_parameters, model_for_budget
 from stages.lib.finetune_config import ARMS, SCHEMES, Budget, finetune_config
 from stages.lib.flops import (
     INFERENCE_FORMULA,
@@ -59,11 +61,12 @@ from stages.lib.flops import (
     peak_bf16_flops,
     training_flops,
 )
+from stages.lib.fold_files import read_fold
 from stages.lib.objectives import Objective, make_objective
 from stages.lib.precision import resolve_device, select_precision
 from stages.lib.runinfo import device_name, run_info
 from stages.lib.schema import DatasetSchema
-from stages.lib.trainer import make_accelerator, predict, seed_everything, train
+from stages.lib.trainer import accelerator_for, predict, seed_everything, train
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRAPOLATED = ("EXTRAPOLATED, not measured: the folds' real token counts under the real samplers (padded "
@@ -120,6 +123,27 @@ class MeteredObjective(Objective):
         real = int(torch.stack(self._real_tokens).sum()) if self._real_tokens else 0
         seq_sq = int(torch.stack(self._real_seq_sq).sum()) if self._real_seq_sq else 0
         return replace(self.padded, real_tokens=real, real_seq_sq=seq_sq)
+
+
+def with_budget_overrides(params: dict[str, Any], budget: str, overrides: list[str]) -> dict[str, Any]:
+    """Params selecting `budget`, with `KEY=VALUE` overrides (YAML values, dotted keys) applied to that budget;
+    an unknown key fails naming it."""
+    params = copy.deepcopy(params)
+    finetune = params.setdefault("finetune", {})
+    finetune["budget"] = budget
+    block = finetune.get("budgets", {}).get(budget)
+    if not isinstance(block, dict):
+        raise InputError(f"params: finetune.budgets.{budget} not found")
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *parents, leaf = key.split(".")
+        node = block
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            raise InputError(f"--set {key}: finetune.budgets.{budget} has no such key")
+        node[leaf] = yaml.safe_load(value)
+    return params
 
 
 def _sync(cuda: bool) -> float:
@@ -259,6 +283,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batches", default=1, type=int,
                         help="validation batches timed through predict (0: assume the training FLOP rate)")
     parser.add_argument("--full-finetune", action="store_true", help="override lora.enabled to false")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the budget (YAML value; dotted for nested keys), e.g. "
+                             "batch_size=16, speed.attention=eager, gradient_checkpointing=false; repeatable")
     parser.add_argument("--peak-flops", type=float, default=None,
                         help="declared dense peak FLOP/s of the device (overrides the table; e.g. for a CPU)")
     parser.add_argument("--gate-schemes", default=None,
@@ -269,6 +296,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_steps < 1 or args.warmup_steps < 0 or args.eval_batches < 0:
         parser.error("need --max-steps >= 1, --warmup-steps >= 0 and --eval-batches >= 0")
     args.gate_schemes = tuple(args.gate_schemes.split(",")) if args.gate_schemes else (args.scheme,)
+    for item in args.overrides:
+        if "=" not in item or not item.split("=", 1)[0]:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
     unknown = set(args.gate_schemes) - set(SCHEMES)
     if unknown:
         parser.error(f"--gate-schemes: unknown {sorted(unknown)}")
@@ -278,8 +308,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[str, Any]]:
     t_begin = time.perf_counter()
     load_start = os.getloadavg()
-    params = load_params(args.params)
-    params = {**params, "finetune": {**params.get("finetune", {}), "budget": args.budget}}
+    params = with_budget_overrides(load_params(args.params), args.budget, args.overrides)
     cfg = finetune_config(params)
     budget = cfg.budget
     if args.full_finetune:
@@ -324,13 +353,12 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     y = (sample[targets].to_numpy(float) - mean) / std
     train_set = encode(sample, tokenizer, budget, y, essays.groups(sample))
 
-    model = build_essay_model(encoder, len(targets), budget.lora, budget.head_dropout,
-                              budget.gradient_checkpointing, budget.encoder_dropout)
+    model = model_for_budget(encoder, len(targets), budget)
     config = model.encoder.config
     shape = model_shape(model, int(config.num_hidden_layers), int(config.hidden_size), budget.gradient_checkpointing)
     objective = make_objective(args.arm, model.hidden_size, essays.prompts, cfg.objectives[args.arm])
     metered = MeteredObjective(objective, args.warmup_steps * budget.accumulation_steps, cuda)
-    accelerator = make_accelerator(plan, device, budget.accumulation_steps)
+    accelerator = accelerator_for(plan, device, budget)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = _sync(cuda)
@@ -408,7 +436,8 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
         "precision": {"requested": budget.precision, "used": plan.name, "autocast_dtype": autocast,
                       "grad_scaler": log["grad_scaler"], "activation_dtype": log["activation_dtype"]},
         "backbone": budget.backbone, "budget": budget.name, "arm": args.arm, "scheme": args.scheme,
-        "fold": args.fold, "full_finetune": not budget.lora.enabled,
+        "fold": args.fold, "full_finetune": not budget.lora.enabled, "overrides": list(args.overrides),
+        "speed": {**asdict(budget.speed), "attention_used": model.attention},
         "lora": {"enabled": budget.lora.enabled, "r": budget.lora.r, "target_modules": list(budget.lora.target_modules),
                  "layers": None if budget.lora.layers is None else list(budget.lora.layers)},
         "config": {"max_length": budget.max_length, "stride": budget.stride, "batch_size": budget.batch_size,

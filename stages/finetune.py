@@ -10,7 +10,6 @@ import argparse
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,8 +23,9 @@ from stages.lib.chunking import coverage_report
 from stages.lib.config import load_params
 from stages.lib.errors import InputError, run_stage
 from stages.lib.essay_batches import EssayWindows, encode_essays
-from stages.lib.essay_model import build_essay_model, count_parameters, fit_head
+from stages.lib.essay_model import count_parameters, fit_head, model_for_budget
 from stages.lib.finetune_config import ARMS, SCHEMES, Budget, FinetuneConfig, finetune_config
+from stages.lib.fold_files import read_fold
 from stages.lib.leakage import prompt_leakage
 from stages.lib.metrics import qwk
 from stages.lib.objectives import make_objective
@@ -35,21 +35,7 @@ from stages.lib.runinfo import device_name, run_info
 from stages.lib.runs import COVERAGE, PREDICTIONS, TOKENS, TRAIN_LOG, run_dir
 from stages.lib.schema import DatasetSchema
 from stages.lib.subsets import capped_sample, stratified_holdout
-from stages.lib.trainer import make_accelerator, predict, seed_everything, train
-
-FOLDS_DIR = Path("data/folds")
-
-
-def read_fold(scheme: str, fold: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The fold's training and validation essays."""
-    fold_dir = FOLDS_DIR / scheme / f"fold_{fold}"
-    frames = []
-    for split in ("train", "val"):
-        path = fold_dir / f"{split}.parquet"
-        if not path.is_file():
-            raise InputError(f"{path}: fold file not found (run the folds stage)")
-        frames.append(pd.read_parquet(path))
-    return frames[0], frames[1]
+from stages.lib.trainer import accelerator_for, predict, seed_everything, train
 
 
 def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int) -> None:
@@ -140,10 +126,9 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
     val_set = encode(essays.val, tokenizer, budget)
     t_prep = time.perf_counter()
 
-    model = build_essay_model(encoder, len(targets), budget.lora, budget.head_dropout,
-                              budget.gradient_checkpointing, budget.encoder_dropout)
+    model = model_for_budget(encoder, len(targets), budget)
     objective = make_objective(arm, model.hidden_size, essays.prompts, cfg.objectives[arm])
-    accelerator = make_accelerator(plan, device, budget.accumulation_steps)
+    accelerator = accelerator_for(plan, device, budget)
     infer = partial(predict, model, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
                     batch_size=budget.eval_batch_size, fold=fold)
     head_alpha = None
@@ -178,6 +163,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
                      "val": len(essays.val), "train_prompts": len(essays.prompts)},
         "hyperparameters": {**asdict(budget), "objective": cfg.objectives[arm]},
         "parameters": count_parameters(model),
+        "speed": {**asdict(budget.speed), "attention_used": model.attention},
         "target_standardisation": {t: {"mean": float(m), "std": float(s)}
                                    for t, m, s in zip(targets, mean, std, strict=True)},
         "head_init": {"kind": budget.head_init, "ridge_alpha": head_alpha},

@@ -12,11 +12,11 @@ import pandas as pd
 from stages.lib.atomic import atomic_dir, write_json
 from stages.lib.config import load_params
 from stages.lib.errors import InputError, run_stage
+from stages.lib.fold_files import FOLDS_DIR, write_fold
 from stages.lib.schema import DatasetSchema
 from stages.lib.splitting import BalancedGroupKFold, score_bands, stratified_splitter
 
 ESSAYS = Path("data/prepared/essays.parquet")
-FOLDS_DIR = Path("data/folds")
 SCHEMES = ("prompt_holdout", "stratified_text")
 
 
@@ -94,10 +94,7 @@ def main() -> None:
             masks = make_splits(essays, scheme, n_splits, seed, schema)
             report[scheme] = describe(essays, masks, scheme, seed)
             for k, mask in enumerate(masks):
-                fold_dir = out / scheme / f"fold_{k}"
-                fold_dir.mkdir(parents=True)
-                essays[~mask].to_parquet(fold_dir / "train.parquet", index=False)
-                essays[mask].to_parquet(fold_dir / "val.parquet", index=False)
+                write_fold(out, scheme, k, essays[~mask], essays[mask])
             sizes = [f["n_val"] for f in report[scheme]["folds"]]
             print(f"{scheme}: validation sizes {sizes}")
         write_json(out / "splits.json", report)

@@ -20,17 +20,17 @@ from stages.lib.backbone import load_encoder
 from stages.lib.config import load_params
 from stages.lib.errors import InputError, run_stage
 from stages.lib.essay_batches import EssayCollator, encode_essays
-from stages.lib.essay_model import EssayRegressor, build_essay_model
+from stages.lib.essay_model import EssayRegressor, model_for_budget
 from stages.lib.finetune_config import FinetuneConfig, finetune_config
 from stages.lib.finite import check_finite
+from stages.lib.fold_files import FOLDS_DIR, SPLITS, fold_file
 from stages.lib.objectives import make_objective
 from stages.lib.precision import PrecisionPlan, resolve_device, select_precision
 from stages.lib.runinfo import run_info
 from stages.lib.schema import DatasetSchema
-from stages.lib.trainer import TrainingStep, make_accelerator
+from stages.lib.trainer import TrainingStep, accelerator_for
 
 ESSAYS = Path("data/prepared/essays.parquet")
-FOLDS_DIR = Path("data/folds")
 PREFLIGHT = Path("metrics/preflight.json")
 CANARY_TEXTS = (
     "This invented canary essay exists only to test the pipeline. " * 90,  # longer than any window
@@ -55,8 +55,8 @@ def check_folds(root: Path, schemes: tuple[str, ...], folds: tuple[int, ...], co
     n = 0
     for scheme in schemes:
         for fold in folds:
-            for split in ("train", "val"):
-                path = root / scheme / f"fold_{fold}" / f"{split}.parquet"
+            for split in SPLITS:
+                path = fold_file(scheme, fold, split, root)
                 if not path.is_file():
                     raise InputError(f"preflight: {path} not found (run the folds stage, or fix finetune.folds)")
                 meta = pq.read_metadata(path)
@@ -97,7 +97,8 @@ def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: Precisio
     if model.activation_dtype != expected:
         raise InputError(f"preflight: precision {plan.name} planned but the encoder computed in "
                          f"{model.activation_dtype}")
-    return {"windows": len(data.windowed.windows), "loss": losses, "activation_dtype": model.activation_dtype}
+    return {"windows": len(data.windowed.windows), "loss": losses, "activation_dtype": model.activation_dtype,
+            "attention": model.attention, "compiled": model.compiled}
 
 
 def main() -> None:
@@ -123,9 +124,8 @@ def main() -> None:
     if tokenizer.pad_token_id is None:
         raise InputError(f"preflight: backbone {budget.backbone}: tokenizer has no pad token")
     checks["backbone_load_seconds"] = round(time.perf_counter() - t_load, 2)
-    model = build_essay_model(encoder, len(schema.targets), budget.lora, budget.head_dropout,
-                              budget.gradient_checkpointing, budget.encoder_dropout)
-    accelerator = make_accelerator(plan, device, budget.accumulation_steps)
+    model = model_for_budget(encoder, len(schema.targets), budget)
+    accelerator = accelerator_for(plan, device, budget)
     checks["canary"] = canary(model, cfg, tokenizer, plan, accelerator)
     seconds = time.perf_counter() - start
     write_json(PREFLIGHT, {

@@ -21,14 +21,14 @@ from tqdm import tqdm
 from stages.lib.atomic import write_json, write_parquet
 from stages.lib.calibration import make_calibrator
 from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
+from stages.lib.errors import run_stage
 from stages.lib.feature_store import feature_matrix, load_features
+from stages.lib.fold_files import fold_file, read_fold, scheme_folds
 from stages.lib.predictions import fold_predictions, predictions_path
 from stages.lib.runinfo import run_info
 from stages.lib.schema import DatasetSchema
 from stages.lib.splitting import BalancedGroupKFold, score_bands
 
-FOLDS_DIR = Path("data/folds")
 ARM = "xgb"
 
 
@@ -120,16 +120,13 @@ def main() -> None:
     params = load_params()
     schema = DatasetSchema.from_params(params)
     cfg, seed = params["xgb"], int(params["seed"])
-    scheme_dir = FOLDS_DIR / args.scheme
-    fold_dirs = sorted(scheme_dir.glob("fold_*"), key=lambda p: int(p.name.split("_")[1]))
-    if not fold_dirs:
-        raise InputError(f"{scheme_dir}: no fold directories (run the folds stage)")
+    folds = scheme_folds(args.scheme)
     features = load_features()
     frames, logs = [], []
-    for fold_dir in tqdm(fold_dirs, desc=f"xgb {args.scheme}", unit="fold"):
-        fold = int(fold_dir.name.split("_")[1])
-        train, val = pd.read_parquet(fold_dir / "train.parquet"), pd.read_parquet(fold_dir / "val.parquet")
-        continuous, on_grid, log = run_fold(train, val, features, args.scheme, cfg, seed, schema, fold_dir)
+    for fold in tqdm(folds, desc=f"xgb {args.scheme}", unit="fold"):
+        train, val = read_fold(args.scheme, fold)
+        source = fold_file(args.scheme, fold, "train").parent
+        continuous, on_grid, log = run_fold(train, val, features, args.scheme, cfg, seed, schema, source)
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
         logs.append({"fold": fold, **log})
     write_parquet(predictions_path(ARM, args.scheme), pd.concat(frames, ignore_index=True))

@@ -5,6 +5,7 @@ NaN run, preflight fails closed in one line, and the stages run end to end on in
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -35,9 +36,11 @@ def backbone(tmp_path_factory):
 pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
-def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5):
-    """Train the tiny model for a few steps on invented essays; return (log, predictions, head weights)."""
+def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: bool = True, **speed):
+    """Train the tiny model for a few steps on invented essays (budget speed settings overridden by `speed`);
+    return (log, predictions, head weights, diagnostics)."""
     cfg = finetune_config(tiny_params(backbone, [0]))
+    budget = replace(cfg.budget, speed=replace(cfg.budget.speed, **speed))
     seed_everything(seed, deterministic=True)
     tokenizer, encoder = load_encoder(str(backbone))
     essays = invented_essays(24, 3, seed=1)
@@ -47,10 +50,11 @@ def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5):
         y[0, 0] = np.nan
     groups = essays["prompt"].str[-1].map({"A": 0, "B": 1, "C": 2}).to_numpy()
     data = encode_essays(essays["text"].tolist(), tokenizer, 16, 4, y, groups)
-    model = build_essay_model(encoder, len(TARGETS), cfg.budget.lora, 0.1, False)
+    model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.1 if dropout else 0.0, False,
+                              None if dropout else 0.0, compile_encoder=budget.speed.compile)
     objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives[arm])
-    accelerator = make_accelerator(FP32, "cpu", cfg.budget.accumulation_steps)
-    log = train(model, objective, data, cfg.budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed, fold=3)
+    accelerator = make_accelerator(FP32, "cpu", budget.accumulation_steps)
+    log = train(model, objective, data, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed, fold=3)
     out = predict(model, data, accelerator, pad_id=tokenizer.pad_token_id, batch_size=5, fold=3)
     return log, out, model.head.weight.detach().clone(), objective.diagnostics(out, groups)
 
@@ -78,6 +82,29 @@ def test_cpu_training_is_bit_reproducible(backbone):
 def test_finite_guard_stops_a_nan_run(backbone):
     with pytest.raises(NonFiniteError, match=r"non-finite training loss at fold 3, step \d+: value nan"):
         _fit(backbone, "lora", targets_nan=True)
+
+
+def test_deferred_finite_checks_and_loader_workers_change_nothing_learned(backbone):
+    reference = _fit(backbone, "groupdro")
+    fast = _fit(backbone, "groupdro", finite_check_every=5, loader_workers=1)
+    assert fast[0]["step_loss"] == reference[0]["step_loss"]
+    assert torch.equal(fast[1].pred, reference[1].pred)
+
+
+def test_deferred_finite_guard_still_names_the_first_bad_step(backbone):
+    with pytest.raises(NonFiniteError) as immediate:
+        _fit(backbone, "lora", targets_nan=True)
+    with pytest.raises(NonFiniteError) as deferred:
+        _fit(backbone, "lora", targets_nan=True, finite_check_every=50)  # read only at the end of training
+    assert str(deferred.value) == str(immediate.value)
+
+
+def test_compiled_encoder_trains_like_the_eager_one(backbone):
+    # without dropout: compiled kernels draw their dropout masks from another random stream
+    eager = _fit(backbone, "adversarial", dropout=False)
+    compiled = _fit(backbone, "adversarial", dropout=False, compile=True)
+    np.testing.assert_allclose(compiled[0]["step_loss"], eager[0]["step_loss"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(compiled[1].pred, eager[1].pred, rtol=1e-3, atol=1e-4)
 
 
 @pytest.fixture()

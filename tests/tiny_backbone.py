@@ -79,6 +79,8 @@ def tiny_params(backbone: Path, folds: list[int]) -> dict:
         "head_init": "ridge", "calibration": "cutpoints",
         "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"],
                  "layers": None},
+        "speed": {"attention": "sdpa", "compile": False, "fused_optimizer": False, "finite_check_every": 1,
+                  "loader_workers": 0, "pin_memory": False},
     }
     return {
         "seed": 7,

@@ -10,9 +10,10 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from stages.lib.attention import use_attention
 from stages.lib.encoding import masked_mean, pool_windows
 from stages.lib.errors import InputError
-from stages.lib.finetune_config import LoraSettings
+from stages.lib.finetune_config import Budget, LoraSettings
 
 
 class EssayOutput(NamedTuple):
@@ -33,6 +34,8 @@ class EssayRegressor(nn.Module):
         # Autocast evidence: the dtype the encoder's matrix products actually ran in (its first linear layer;
         # the final hidden states are float32 under autocast anyway, since layer norm runs in float32).
         self.activation_dtype: str | None = None
+        self.attention: str | None = None  # which attention kernels ran (set by build_essay_model)
+        self.compiled = False
         first_linear = next(m for m in encoder.modules() if isinstance(m, nn.Linear))
         first_linear.register_forward_hook(self._record_dtype)
 
@@ -52,9 +55,12 @@ class EssayRegressor(nn.Module):
 
 
 def build_essay_model(encoder: nn.Module, n_targets: int, lora: LoraSettings, head_dropout: float,
-                      gradient_checkpointing: bool, encoder_dropout: float | None = None) -> EssayRegressor:
+                      gradient_checkpointing: bool, encoder_dropout: float | None = None, *,
+                      attention: str | None = None, compile_encoder: bool = False) -> EssayRegressor:
     """Wrap the encoder with LoRA adapters (or leave every weight trainable for a full fine-tune);
-    `encoder_dropout` overrides the backbone's own dropout rates (not LoRA's)."""
+    `encoder_dropout` overrides the backbone's own dropout rates (not LoRA's); `attention` (sdpa | eager,
+    None = as loaded) picks the attention kernels; `compile_encoder` compiles the wrapped encoder in place."""
+    attention_used = use_attention(encoder, attention) if attention else encoder.config._attn_implementation
     if encoder_dropout is not None:
         for module in encoder.modules():
             if isinstance(module, nn.Dropout):
@@ -71,7 +77,19 @@ def build_essay_model(encoder: nn.Module, n_targets: int, lora: LoraSettings, he
             encoder = get_peft_model(encoder, config)
         except ValueError as exc:
             raise InputError(f"LoRA target_modules {list(lora.target_modules)} / layers {lora.layers}: {exc}") from exc
-    return EssayRegressor(encoder, n_targets, head_dropout)
+    model = EssayRegressor(encoder, n_targets, head_dropout)
+    if compile_encoder:  # in place: parameter names and state_dict keys stay as they are
+        model.encoder.compile(dynamic=True)
+    model.attention = attention_used
+    model.compiled = compile_encoder
+    return model
+
+
+def model_for_budget(encoder: nn.Module, n_targets: int, budget: Budget) -> EssayRegressor:
+    """`build_essay_model` with everything a budget sets (adapters, dropout, checkpointing, attention, compile)."""
+    return build_essay_model(encoder, n_targets, budget.lora, budget.head_dropout, budget.gradient_checkpointing,
+                             budget.encoder_dropout, attention=budget.speed.attention,
+                             compile_encoder=budget.speed.compile)
 
 
 class CheckpointedLayer(nn.Module):

@@ -27,6 +27,18 @@ class LoraSettings:
 
 
 @dataclass(frozen=True)
+class SpeedSettings:
+    """How fast a run executes, never what it learns (up to floating-point rounding)."""
+
+    attention: str  # sdpa (PyTorch scaled-dot-product kernels) | eager (the backbone's own matmul + softmax)
+    compile: bool  # torch.compile the encoder (dynamic shapes)
+    fused_optimizer: bool  # fused AdamW kernel on CUDA (ignored on the CPU)
+    finite_check_every: int  # micro-batches between host reads of the non-finite flags (1 = every micro-batch)
+    loader_workers: int  # DataLoader worker processes collating batches beside the compute (0 = in the loop)
+    pin_memory: bool  # page-locked host batches, copied to the GPU asynchronously (ignored on the CPU)
+
+
+@dataclass(frozen=True)
 class Budget:
     """One compute profile (`cpu` or `gpu`): backbone, windows, optimisation and precision."""
 
@@ -56,6 +68,7 @@ class Budget:
     head_init: str  # ridge (linear probe first, LP-FT) | random
     calibration: str
     lora: LoraSettings
+    speed: SpeedSettings
 
     @property
     def accumulation_steps(self) -> int:
@@ -85,7 +98,8 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
         lora_raw = {**lora_raw, "target_modules": tuple(lora_raw.get("target_modules") or ()),
                     "layers": None if layers is None else tuple(int(i) for i in layers)}
     lora = _build(LoraSettings, lora_raw, f"finetune.budgets.{name}.lora")
-    budget = _build(Budget, {**raw, "name": name, "lora": lora}, f"finetune.budgets.{name}")
+    speed = _build(SpeedSettings, raw.pop("speed", None), f"finetune.budgets.{name}.speed")
+    budget = _build(Budget, {**raw, "name": name, "lora": lora, "speed": speed}, f"finetune.budgets.{name}")
     _check_budget(budget)
     arms = tuple(section(params, "finetune", "arms"))
     schemes = tuple(section(params, "finetune", "schemes"))
@@ -131,6 +145,10 @@ def _check_budget(b: Budget) -> None:
         raise InputError(f"{where}.calibration {b.calibration!r}: expected round or cutpoints")
     if b.head_init not in ("ridge", "random"):
         raise InputError(f"{where}.head_init {b.head_init!r}: expected ridge or random")
+    if b.speed.attention not in ("sdpa", "eager"):
+        raise InputError(f"{where}.speed.attention {b.speed.attention!r}: expected sdpa or eager")
+    if b.speed.finite_check_every < 1 or b.speed.loader_workers < 0:
+        raise InputError(f"{where}.speed: need finite_check_every >= 1 and loader_workers >= 0")
     if b.calibration == "cutpoints" and b.holdout_fraction == 0:
         raise InputError(f"{where}: calibration cutpoints needs a held-out training slice (holdout_fraction > 0)")
 

@@ -24,3 +24,34 @@ def check_finite(name: str, values: torch.Tensor | np.ndarray | float, *, fold: 
             f"non-finite {name} at fold {fold}, {where}: value {float(array[bad].flat[0])!r} "
             f"({int(bad.sum())} of {array.size} entries); the run stopped"
         )
+
+
+class DeferredFiniteChecks:
+    """Non-finite checks without a host-device synchronisation per micro-batch: values stay on the device
+    and are read every `every` micro-batches (and at `flush`). The error names the first offending step,
+    exactly as `check_finite` would; the run stops at most `every - 1` micro-batches later (`every=1`:
+    at once)."""
+
+    def __init__(self, every: int, fold: int):
+        self.every, self.fold = every, fold
+        self.pending: list[tuple[str, int, torch.Tensor]] = []
+        self.observed = 0
+
+    def add(self, name: str, value: torch.Tensor, step: int) -> None:
+        """Queue a (scalar) tensor for checking."""
+        self.pending.append((name, step, value.detach()))
+
+    def micro_batch_done(self) -> None:
+        """Count a micro-batch; every `every` of them, read the queue."""
+        self.observed += 1
+        if self.observed % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read every queued value with one synchronisation; raise `NonFiniteError` at the first bad one."""
+        if not self.pending:
+            return
+        values = torch.stack([v.float().reshape(()) for _, _, v in self.pending]).cpu().numpy()
+        pending, self.pending = self.pending, []
+        for (name, step, _), value in zip(pending, values, strict=True):
+            check_finite(name, value, fold=self.fold, step=step)

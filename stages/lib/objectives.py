@@ -76,7 +76,6 @@ class AdversarialPrompt(Objective):
         self.classifier = nn.Sequential(nn.Linear(rep_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_groups))
         self.lambda_max, self.head_lr, self.n_groups = lambda_max, head_lr, n_groups
         self.lam = 0.0
-        self.last_adv_loss = float("nan")
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [{"params": list(self.classifier.parameters()), "lr": self.head_lr, "name": "prompt_classifier"}]
@@ -88,7 +87,6 @@ class AdversarialPrompt(Objective):
         regression = essay_losses(out.pred, batch["targets"]).mean()
         logits = self.classifier(grad_reverse(out.rep.float(), self.lam))
         adversary = nn.functional.cross_entropy(logits.float(), batch["groups"])
-        self.last_adv_loss = float(adversary.detach())
         return regression + adversary
 
     @torch.no_grad()
@@ -105,7 +103,8 @@ class AdversarialPrompt(Objective):
 class GroupDRO(Objective):
     """Online group DRO over prompts (Sagawa et al.): q_g ← q_g·exp(η·loss_g), renormalised; the loss is
     the q-weighted mean of the batch's per-prompt losses (normalised over the prompts present, so its
-    scale matches ERM). Training batches are prompt-balanced."""
+    scale matches ERM). Training batches are prompt-balanced. Prompts absent from a batch are masked
+    arithmetically (no boolean indexing, so no host-device synchronisation)."""
 
     name = "groupdro"
 
@@ -125,13 +124,12 @@ class GroupDRO(Objective):
         n = self.q.numel()
         sums = torch.zeros(n, device=losses.device, dtype=losses.dtype).index_add(0, groups, losses)
         counts = torch.zeros(n, device=losses.device, dtype=losses.dtype).index_add(0, groups, torch.ones_like(losses))
-        present = counts > 0
-        group_loss = sums[present] / counts[present]
+        present = (counts > 0).to(losses.dtype)
+        group_loss = sums / counts.clamp(min=1.0)  # 0 for absent prompts
         with torch.no_grad():
-            q = self.q.clone()
-            q[present] = q[present] * torch.exp(self.eta * group_loss.detach().double())
+            q = self.q * torch.exp(self.eta * (group_loss.detach() * present).double())  # absent: × exp(0)
             self.q.copy_(q / q.sum())
-        weights = self.q[present].to(group_loss.dtype)
+        weights = self.q.to(group_loss.dtype) * present
         return (weights * group_loss).sum() / weights.sum()
 
     def diagnostics(self, held_out: EssayOutput, groups: np.ndarray) -> dict[str, Any]:

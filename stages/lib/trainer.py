@@ -15,7 +15,7 @@ from torch import nn
 from stages.lib.essay_batches import EssayCollator, EssayWindows, LengthBucketedBatches
 from stages.lib.essay_model import EssayOutput, EssayRegressor
 from stages.lib.finetune_config import Budget
-from stages.lib.finite import check_finite
+from stages.lib.finite import DeferredFiniteChecks, check_finite
 from stages.lib.objectives import Objective
 from stages.lib.precision import PrecisionPlan
 
@@ -28,12 +28,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     torch.use_deterministic_algorithms(deterministic)
 
 
-def make_accelerator(plan: PrecisionPlan, device_type: str, accumulation_steps: int):
-    """An `accelerate.Accelerator` for the precision plan (CPU forced when the device is the CPU)."""
+def make_accelerator(plan: PrecisionPlan, device_type: str, accumulation_steps: int, non_blocking: bool = False):
+    """An `accelerate.Accelerator` for the precision plan (CPU forced when the device is the CPU);
+    `non_blocking` copies (pinned) batches to the GPU asynchronously."""
     from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
 
     return Accelerator(mixed_precision=plan.accelerate_mixed_precision, cpu=device_type == "cpu",
-                       gradient_accumulation_steps=accumulation_steps)
+                       gradient_accumulation_steps=accumulation_steps,
+                       dataloader_config=DataLoaderConfiguration(non_blocking=non_blocking and device_type != "cpu"))
+
+
+def accelerator_for(plan: PrecisionPlan, device_type: str, budget: Budget):
+    """`make_accelerator` with the budget's gradient accumulation and asynchronous host-to-device copies."""
+    return make_accelerator(plan, device_type, budget.accumulation_steps, non_blocking=budget.speed.pin_memory)
 
 
 class TrainingStep(nn.Module):
@@ -54,56 +62,70 @@ def run_model(model: EssayRegressor, batch: dict[str, torch.Tensor]) -> EssayOut
                  n_essays=int(batch["index"].shape[0]))
 
 
-def _loader(data: EssayWindows, sampler: LengthBucketedBatches, pad_id: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=EssayCollator(data, pad_id))
+def _loader(data: EssayWindows, sampler: LengthBucketedBatches, pad_id: int, workers: int = 0,
+            pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches collated in `workers` background processes (0: in the loop), optionally page-locked. Workers
+    restart every epoch: like the single-process loader, each epoch's iterator then draws one number from the
+    global RNG, so dropout masks (and results) do not depend on the worker count."""
+    return torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=EssayCollator(data, pad_id),
+                                       num_workers=workers, pin_memory=pin_memory)
 
 
-def _optimizer(model: EssayRegressor, objective: Objective, budget: Budget) -> torch.optim.Optimizer:
+def _optimizer(model: EssayRegressor, objective: Objective, budget: Budget, device_type: str) -> torch.optim.Optimizer:
+    """AdamW over the encoder, head and objective groups; the fused CUDA kernel when the budget asks for it."""
     head = [p for p in model.head.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head}
     encoder = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": encoder, "lr": budget.lr, "name": "encoder"},
               {"params": head, "lr": budget.head_lr, "name": "head"}, *objective.param_groups()]
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=budget.weight_decay)
+    fused = budget.speed.fused_optimizer and device_type == "cuda"
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=budget.weight_decay,
+                             fused=fused or None)
 
 
 def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budget: Budget, accelerator,
           *, pad_id: int, seed: int, fold: int) -> dict[str, Any]:
     """Train in place; returns the log (per-step loss, steps, precision evidence, seconds).
 
-    Raises `NonFiniteError` at the first non-finite loss or gradient norm."""
+    Raises `NonFiniteError` naming the first non-finite loss or gradient norm; the host reads those values
+    every `budget.speed.finite_check_every` micro-batches, so the loop never waits on the device in between."""
     from transformers import get_linear_schedule_with_warmup
 
     start = time.perf_counter()
     sampler = LengthBucketedBatches(data.token_counts, budget.batch_size, seed,
                                     weights=objective.sample_weights(data.groups))
     step_module = TrainingStep(model, objective)
-    optimizer = _optimizer(model, objective, budget)
+    optimizer = _optimizer(model, objective, budget, accelerator.device.type)
+    cuda = accelerator.device.type == "cuda"
+    loader = _loader(data, sampler, pad_id, budget.speed.loader_workers, budget.speed.pin_memory and cuda)
     updates = budget.epochs * math.ceil(len(sampler) / budget.accumulation_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(budget.warmup_ratio * updates), updates)
-    step_module, optimizer, loader, scheduler = accelerator.prepare(step_module, optimizer,
-                                                                    _loader(data, sampler, pad_id), scheduler)
+    step_module, optimizer, loader, scheduler = accelerator.prepare(step_module, optimizer, loader, scheduler)
     trainable = [p for p in step_module.parameters() if p.requires_grad]
     total = budget.epochs * len(loader)
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []  # stay on the device until the end
+    checks = DeferredFiniteChecks(budget.speed.finite_check_every, fold)
     step_module.train()
     for _ in range(budget.epochs):
         for batch in loader:
-            objective.set_progress(len(losses) / max(total - 1, 1))
+            step = len(losses)
+            objective.set_progress(step / max(total - 1, 1))
             with accelerator.accumulate(step_module):
                 loss, _out = step_module(batch)
-                check_finite("training loss", loss, fold=fold, step=len(losses))
+                checks.add("training loss", loss, step)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     norm = accelerator.clip_grad_norm_(trainable, budget.max_grad_norm)
                     if accelerator.scaler is None:  # with fp16 the scaler skips inf steps by design
-                        check_finite("gradient norm", norm, fold=fold, step=len(losses))
+                        checks.add("gradient norm", norm, step)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+            losses.append(loss.detach())
+            checks.micro_batch_done()
+    checks.flush()
     return {
-        "step_loss": losses,
+        "step_loss": torch.stack(losses).float().cpu().tolist() if losses else [],
         "micro_batches": len(losses),
         "optimizer_steps": updates,
         "accumulation_steps": budget.accumulation_steps,

@@ -1,0 +1,85 @@
+"""Attention through PyTorch's scaled-dot-product kernels (SDPA: flash / memory-efficient / math) for every
+backbone the runs use. Transformers already runs BERT-family encoders (MiniLM) with SDPA. MPNet has no SDPA path
+in transformers 5: it adds a learned relative position bias to the attention scores, so its self-attention is
+swapped for `SdpaMPNetSelfAttention`, which hands SDPA that bias plus the padding mask as one additive
+`attn_mask`: the same computation (scores + bias + mask, softmax, dropout, values), without materialising the
+probabilities of every layer for the backward pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from stages.lib.errors import InputError
+
+
+def _mpnet_attention() -> type[nn.Module] | None:
+    try:
+        from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
+    except ImportError:  # pragma: no cover - transformers without MPNet
+        return None
+    return MPNetSelfAttention
+
+
+_MPNetSelfAttention = _mpnet_attention()
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean keep-mask as an additive float mask; float masks pass through."""
+    if mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+if _MPNetSelfAttention is not None:
+
+    class SdpaMPNetSelfAttention(_MPNetSelfAttention):
+        """MPNet self-attention computed by `torch.nn.functional.scaled_dot_product_attention`; same weights,
+        same inputs and outputs (attention probabilities, which SDPA never forms, fall back to the eager path)."""
+
+        def forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
+            if output_attentions:
+                return super().forward(hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
+            shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+            q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.q, self.k, self.v))
+            bias = None
+            for term in (position_bias, attention_mask):
+                if term is not None:
+                    term = _additive(term, q.dtype)
+                    bias = term if bias is None else bias + term
+            if bias is not None:
+                bias = bias.to(q.dtype)
+            dropout = self.dropout.p if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+            context = context.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size)
+            return (self.o(context),)
+
+
+def use_attention(encoder: nn.Module, kind: str) -> str:
+    """Make `encoder` run attention as `kind` (`sdpa` or `eager`), in place, before any adapter wraps it.
+
+    Returns what runs: `sdpa` (Transformers' own SDPA path), `sdpa:mpnet-bias` (the swapped MPNet
+    attention) or `eager`. A backbone with no SDPA path fails naming it."""
+    if kind == "eager":
+        if encoder.config._attn_implementation != "eager":
+            encoder.set_attn_implementation("eager")
+        return "eager"
+    if kind != "sdpa":
+        raise InputError(f"attention {kind!r}: expected sdpa or eager")
+    if encoder.config._attn_implementation == "sdpa":
+        return "sdpa"
+    swapped = 0
+    if _MPNetSelfAttention is not None:
+        for module in encoder.modules():
+            if type(module) is _MPNetSelfAttention:
+                module.__class__ = SdpaMPNetSelfAttention
+                swapped += 1
+    if swapped:
+        return "sdpa:mpnet-bias"
+    try:
+        encoder.set_attn_implementation("sdpa")
+    except (ValueError, ImportError) as exc:
+        raise InputError(f"attention sdpa: {type(encoder).__name__} has no SDPA path ({exc}); "
+                         "set speed.attention: eager") from exc
+    return "sdpa"
