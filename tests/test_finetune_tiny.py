@@ -5,6 +5,11 @@ NaN run, preflight fails closed in one line, and the stages run end to end on in
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
 from dataclasses import replace
 
 import numpy as np
@@ -26,6 +31,7 @@ from stages.lib.precision import FP32
 from stages.lib.predictions import read_predictions
 from stages.lib.schema import DatasetSchema
 from stages.lib.trainer import make_accelerator, predict, seed_everything, train
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +244,25 @@ def test_empty_essay_set_encodes_and_predicts_nothing(backbone):
     model = build_essay_model(encoder, len(TARGETS), lora, 0.0, False)
     out = predict(model, empty, make_accelerator(FP32, "cpu", 1), pad_id=0, batch_size=4, fold=0)
     assert out.pred.shape == (0, len(TARGETS))
+
+
+def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_factory):
+    """scripts/gpu_gate.sh (the device-machine runner) on the tiny project, cpu budget, two runs at a time."""
+    root, _ = project
+    (root / "scripts").mkdir()
+    shutil.copy(REPO / "scripts/gpu_gate.sh", root / "scripts/gpu_gate.sh")
+    (root / "stages").symlink_to(REPO / "stages")
+    out = tmp_path_factory.mktemp("out")
+    env = {**os.environ, "BUDGET": "cpu", "JOBS": "2", "PYTHON": sys.executable, "OUT": str(out),
+           "AES_PARAMS": str(root / "selected.yaml")}
+    result = subprocess.run(["bash", "scripts/gpu_gate.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "gate runs:" in result.stdout and "3 arms x (prompt_holdout) x 2 folds, 2 at a time" in result.stdout
+    for arm in ("lora", "adversarial", "groupdro"):
+        assert (root / f"data/predictions/{arm}_prompt_holdout.parquet").is_file()
+        summary = json.loads((root / f"metrics/{arm}_prompt_holdout_training.json").read_text())
+        assert summary["complete"] and summary["finite"]
+    with tarfile.open(out / "gate_outputs.tgz") as tar:
+        names = set(tar.getnames())
+    assert "data/runs/groupdro/prompt_holdout/fold_1/predictions.parquet" in names
+    assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_0.log" in names
