@@ -14,7 +14,7 @@ import torch
 from tiny_backbone import TARGETS, make_tiny_backbone, tiny_params
 
 from stages.benchmark import with_budget_overrides
-from stages.lib.attention import SdpaMPNetSelfAttention, use_attention
+from stages.lib.attention import SdpaMPNetEncoder, SdpaMPNetSelfAttention, use_attention
 from stages.lib.backbone import load_encoder
 from stages.lib.errors import InputError
 from stages.lib.essay_model import EssayOutput, build_essay_model
@@ -51,6 +51,7 @@ def test_sdpa_mpnet_matches_eager_outputs_and_gradients():
     fast = copy.deepcopy(eager)
     assert use_attention(fast, "sdpa") == "sdpa:mpnet-bias"
     assert sum(isinstance(m, SdpaMPNetSelfAttention) for m in fast.modules()) == 2
+    assert isinstance(fast.encoder, SdpaMPNetEncoder)  # bias + mask built once, shared by the layers
     ids = torch.randint(5, 50, (3, 24))
     mask = torch.ones_like(ids)
     mask[1, 15:] = 0
@@ -62,6 +63,24 @@ def test_sdpa_mpnet_matches_eager_outputs_and_gradients():
     for name in g_eager:
         torch.testing.assert_close(g_fast[name], g_eager[name], rtol=1e-4, atol=1e-5, msg=name)
     assert g_fast["encoder.relative_attention_bias.weight"].abs().sum() > 0
+
+
+def test_sdpa_mpnet_under_bf16_autocast_and_with_hidden_states():
+    eager = _tiny_mpnet().eval()
+    fast = copy.deepcopy(eager)
+    use_attention(fast, "sdpa")
+    ids = torch.randint(5, 50, (2, 16))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    with torch.no_grad():
+        plain, swapped = (m(input_ids=ids, attention_mask=mask, output_hidden_states=True) for m in (eager, fast))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low_eager, low_fast = (m(input_ids=ids, attention_mask=mask).last_hidden_state for m in (eager, fast))
+    assert len(swapped.hidden_states) == len(plain.hidden_states) == 3
+    for a, b in zip(swapped.hidden_states, plain.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(low_fast).all()  # the padding mask must not turn into -inf/NaN in bf16
+    torch.testing.assert_close(low_fast.float(), low_eager.float(), rtol=0.05, atol=0.05)
 
 
 def test_sdpa_mpnet_keeps_lora_adapters_trainable():

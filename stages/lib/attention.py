@@ -3,7 +3,8 @@ backbone the runs use. Transformers already runs BERT-family encoders (MiniLM) w
 in transformers 5: it adds a learned relative position bias to the attention scores, so its self-attention is
 swapped for `SdpaMPNetSelfAttention`, which hands SDPA that bias plus the padding mask as one additive
 `attn_mask`: the same computation (scores + bias + mask, softmax, dropout, values), without materialising the
-probabilities of every layer for the backward pass."""
+probabilities of every layer for the backward pass. `SdpaMPNetEncoder` adds bias and mask once per forward,
+in the compute dtype, so all layers share one tensor instead of each building (and saving) its own."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from torch.nn import functional as F
 from stages.lib.errors import InputError
 
 
-def _mpnet_attention() -> type[nn.Module] | None:
+def _mpnet_classes() -> tuple[type[nn.Module], type[nn.Module]] | tuple[None, None]:
     try:
-        from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
+        from transformers.models.mpnet.modeling_mpnet import MPNetEncoder, MPNetSelfAttention
     except ImportError:  # pragma: no cover - transformers without MPNet
-        return None
-    return MPNetSelfAttention
+        return None, None
+    return MPNetSelfAttention, MPNetEncoder
 
 
-_MPNetSelfAttention = _mpnet_attention()
+_MPNetSelfAttention, _MPNetEncoder = _mpnet_classes()
 
 
 def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -56,6 +57,42 @@ if _MPNetSelfAttention is not None:
             return (self.o(context),)
 
 
+def _compute_dtype(reference: torch.Tensor) -> torch.dtype:
+    """The dtype matrix products run in here: the autocast dtype when autocast is on, else the tensor's."""
+    device = reference.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else reference.dtype
+
+
+if _MPNetEncoder is not None:
+
+    class SdpaMPNetEncoder(_MPNetEncoder):
+        """MPNet's encoder with the relative position bias computed once per batch shape (not per window) and
+        added to the padding mask once, in the compute dtype; every layer receives that one additive bias."""
+
+        def forward(self, hidden_states, attention_mask=None, output_attentions=False, output_hidden_states=False,
+                    return_dict=False, **kwargs):
+            from transformers.modeling_outputs import BaseModelOutput
+
+            bias = self.compute_position_bias(hidden_states[:1])  # (1, heads, L, L): the same for every window
+            if attention_mask is not None:
+                bias = bias + _additive(attention_mask, bias.dtype)
+            dtype = _compute_dtype(hidden_states)
+            bias = bias.clamp(min=torch.finfo(dtype).min).to(dtype)  # fp32's min would round to -inf in bf16
+            all_hidden = (hidden_states,) if output_hidden_states else None
+            all_attentions = () if output_attentions else None
+            for layer in self.layer:
+                outputs = layer(hidden_states, None, bias, output_attentions=output_attentions, **kwargs)
+                hidden_states = outputs[0]
+                if output_hidden_states:
+                    all_hidden += (hidden_states,)
+                if output_attentions:
+                    all_attentions += (outputs[1],)
+            if not return_dict:
+                return tuple(v for v in (hidden_states, all_hidden, all_attentions) if v is not None)
+            return BaseModelOutput(last_hidden_state=hidden_states, hidden_states=all_hidden,
+                                   attentions=all_attentions)
+
+
 def use_attention(encoder: nn.Module, kind: str) -> str:
     """Make `encoder` run attention as `kind` (`sdpa` or `eager`), in place, before any adapter wraps it.
 
@@ -75,6 +112,8 @@ def use_attention(encoder: nn.Module, kind: str) -> str:
             if type(module) is _MPNetSelfAttention:
                 module.__class__ = SdpaMPNetSelfAttention
                 swapped += 1
+            elif type(module) is _MPNetEncoder:
+                module.__class__ = SdpaMPNetEncoder
     if swapped:
         return "sdpa:mpnet-bias"
     try:
