@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.lib.fold_files import FOLDS_DIR, read_fold
 from tests.conftest import CORPUS_DIR, REPO
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
@@ -93,8 +94,7 @@ def test_every_stage_output_exists(pipeline):
 
 def test_prompt_holdout_folds_on_the_real_sample_never_share_a_prompt(pipeline):
     for fold in range(3):
-        fold_dir = pipeline / "data/folds/prompt_holdout" / f"fold_{fold}"
-        train, val = (pd.read_parquet(fold_dir / f"{part}.parquet", columns=["prompt"]) for part in ("train", "val"))
+        train, val = read_fold("prompt_holdout", fold, pipeline / FOLDS_DIR)
         assert not set(train["prompt"]) & set(val["prompt"])
 
 

@@ -6,6 +6,7 @@ benchmark overrides reach the budget, and the fold files live in one layout."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -152,8 +153,7 @@ def test_deferred_checks_wait_then_name_the_first_bad_step():
 def test_fused_adamw_only_on_cuda(tmp_path):
     cfg = finetune_config(tiny_params(make_tiny_backbone(tmp_path / "bert"), [0]))
     budget = cfg.budget
-    fused_budget = type(budget)(**{**budget.__dict__, "speed": type(budget.speed)(
-        **{**budget.speed.__dict__, "fused_optimizer": True})})
+    fused_budget = replace(budget, speed=replace(budget.speed, fused_optimizer=True))
     _, encoder = load_encoder(str(tmp_path / "bert"))
     model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.0, False)
     objective = make_objective("lora", model.hidden_size, ["a"], {})

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stages.lib.fold_files import FOLDS_DIR, write_fold
+
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
          "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
          "xray", "yankee", "zulu", "river", "stone", "cloud", "ember"]
@@ -62,10 +64,7 @@ def write_project(root: Path, essays: pd.DataFrame, n_folds: int) -> None:
     prompts = sorted(essays["prompt"].unique())
     for k in range(n_folds):
         held = essays["prompt"].isin(prompts[k::n_folds])
-        fold_dir = root / "data/folds/prompt_holdout" / f"fold_{k}"
-        fold_dir.mkdir(parents=True, exist_ok=True)
-        essays[~held].to_parquet(fold_dir / "train.parquet", index=False)
-        essays[held].to_parquet(fold_dir / "val.parquet", index=False)
+        write_fold(root / FOLDS_DIR, "prompt_holdout", k, essays[~held], essays[held])
 
 
 def tiny_params(backbone: Path, folds: list[int]) -> dict:
