@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 import yaml
 
-from stages.finetune import FoldEssays, encode, select_essays
+from stages.finetune import FoldEssays, encode, select_essays, target_scale
 from stages.lib.atomic import write_json
 from stages.lib.backbone import load_encoder
 from stages.lib.chunking import window_spans
@@ -342,7 +342,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     essays = gate_essays[(args.scheme, args.fold)]
     targets = list(schema.targets)
     y_all = essays.train[targets].to_numpy(float)
-    mean, std = y_all.mean(0), np.where(y_all.std(0) > 0, y_all.std(0), 1.0)
+    mean, std = target_scale(y_all)
     steps_possible = len(essays.train) // budget.effective_batch - args.warmup_steps
     if steps_possible < 1:
         raise InputError(f"fold {args.fold}: {len(essays.train)} trained essays are too few for "

@@ -50,6 +50,12 @@ def encode(frame: pd.DataFrame, tokenizer, budget: Budget, targets: np.ndarray |
     return encode_essays(frame["text"].tolist(), tokenizer, budget.max_length, budget.stride, targets, groups)
 
 
+def target_scale(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-target mean and standard deviation of the trained essays (a constant target keeps scale 1)."""
+    std = y.std(0)
+    return y.mean(0), np.where(std > 0, std, 1.0)
+
+
 def calibrate(kind: str, schema: DatasetSchema, fit_pred: np.ndarray, fit_true: np.ndarray,
               pred: np.ndarray, prompts: np.ndarray) -> np.ndarray:
     """Map predictions to the grid, per target; cutpoints are fitted on the held-out training slice only.
@@ -118,8 +124,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
     essays = select_essays(*read_fold(scheme, fold), budget, seed)
     targets = list(schema.targets)
     y_train, y_held = essays.train[targets].to_numpy(float), essays.held[targets].to_numpy(float)
-    mean, std = y_train.mean(0), y_train.std(0)
-    std = np.where(std > 0, std, 1.0)
+    mean, std = target_scale(y_train)
     tokenizer, encoder = load_encoder(budget.backbone)
     train_set = encode(essays.train, tokenizer, budget, (y_train - mean) / std, essays.groups(essays.train))
     held_set = encode(essays.held, tokenizer, budget, groups=essays.groups(essays.held))
@@ -163,7 +168,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
                      "val": len(essays.val), "train_prompts": len(essays.prompts)},
         "hyperparameters": {**asdict(budget), "objective": cfg.objectives[arm]},
         "parameters": count_parameters(model),
-        "speed": {**asdict(budget.speed), "attention_used": model.attention},
+        "attention_used": model.attention,  # the speed settings themselves are in hyperparameters
         "target_standardisation": {t: {"mean": float(m), "std": float(s)}
                                    for t, m, s in zip(targets, mean, std, strict=True)},
         "head_init": {"kind": budget.head_init, "ridge_alpha": head_alpha},

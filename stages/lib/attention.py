@@ -37,20 +37,15 @@ if _MPNetSelfAttention is not None:
 
     class SdpaMPNetSelfAttention(_MPNetSelfAttention):
         """MPNet self-attention computed by `torch.nn.functional.scaled_dot_product_attention`; same weights,
-        same inputs and outputs (attention probabilities, which SDPA never forms, fall back to the eager path)."""
+        same inputs and outputs (attention probabilities, which SDPA never forms, fall back to the eager path).
+        Under `SdpaMPNetEncoder` the position bias already holds the padding mask, in the compute dtype."""
 
         def forward(self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
             if output_attentions:
                 return super().forward(hidden_states, attention_mask, position_bias, output_attentions, **kwargs)
             shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
             q, k, v = (proj(hidden_states).view(shape).transpose(1, 2) for proj in (self.q, self.k, self.v))
-            bias = None
-            for term in (position_bias, attention_mask):
-                if term is not None:
-                    term = _additive(term, q.dtype)
-                    bias = term if bias is None else bias + term
-            if bias is not None:
-                bias = bias.to(q.dtype)
+            bias = position_bias if attention_mask is None else position_bias + _additive(attention_mask, q.dtype)
             dropout = self.dropout.p if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
             context = context.transpose(1, 2).reshape(*hidden_states.shape[:-1], self.all_head_size)
