@@ -191,6 +191,14 @@ def test_stages_run_end_to_end(project):
     assert pd.read_parquet(run_dir / "tokens.parquet")["split"].isin(["train", "holdout", "val"]).all()
 
 
+def test_transformers_checkpointing_is_used_where_the_architecture_has_it(backbone):
+    _, encoder = load_encoder(str(backbone))  # BERT: Transformers' own checkpointing, whichever 5.x names it
+    assert enable_gradient_checkpointing(encoder) == "transformers"
+    flag = next(f for f in ("is_activation_checkpointing", "is_gradient_checkpointing") if hasattr(type(encoder), f))
+    assert getattr(encoder, flag)
+    assert not any(isinstance(layer, CheckpointedLayer) for layer in encoder.encoder.layer)
+
+
 def test_layer_checkpointing_fallback_matches_plain_gradients(backbone, monkeypatch):
     _, plain = load_encoder(str(backbone))
     _, wrapped = load_encoder(str(backbone))
@@ -198,7 +206,9 @@ def test_layer_checkpointing_fallback_matches_plain_gradients(backbone, monkeypa
     def unsupported(**_):
         raise ValueError("no activation checkpointing")
 
-    monkeypatch.setattr(wrapped, "activation_checkpointing_enable", unsupported)
+    for name in ("activation_checkpointing_enable", "gradient_checkpointing_enable"):  # names differ across 5.x
+        if hasattr(wrapped, name):
+            monkeypatch.setattr(wrapped, name, unsupported)
     assert enable_gradient_checkpointing(wrapped) == "layer_wrapper"
     assert all(isinstance(layer, CheckpointedLayer) for layer in wrapped.encoder.layer)
     calls = []

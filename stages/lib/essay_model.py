@@ -110,7 +110,10 @@ def enable_gradient_checkpointing(encoder: nn.Module) -> str:
     transformers 5) every layer of `encoder.encoder.layer` is wrapped in `CheckpointedLayer`.
     Returns which of the two was used."""
     try:
-        encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(encoder, "activation_checkpointing_enable"):  # transformers >= 5.2x
+            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # earlier 5.x (the lent GPU machines have 5.17)
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return "transformers"
     except ValueError:
         layers = getattr(getattr(encoder, "encoder", None), "layer", None)
