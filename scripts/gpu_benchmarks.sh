@@ -12,22 +12,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-STEPS=${STEPS:-20}
+STEPS=${STEPS:-20}    # measured optimizer steps per variant
+WARMUP=${WARMUP:-3}   # unmeasured optimizer steps first
+BUDGET=${BUDGET:-gpu} # another budget only to try the script out (a test runs it on cpu)
+read -r -a SET <<<"${SET:-}"  # extra KEY=VALUE budget overrides for every variant
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-bench() {
+. scripts/straightforward_loop.sh
+FAILED=""
+mkdir -p logs
+bench() {  # one variant; a failure is reported at the end and does not stop the others
   local name=$1; shift
-  "$PYTHON" -m stages.benchmark --budget gpu --scheme prompt_holdout --fold 0 --max-steps "$STEPS" \
-    --warmup-steps 3 --eval-batches 4 --out "metrics/benchmark_gpu_${name}.json" "$@"
+  "$PYTHON" -m stages.benchmark --budget "$BUDGET" --scheme prompt_holdout --fold 0 --max-steps "$STEPS" \
+    --warmup-steps "$WARMUP" --eval-batches 4 --out "metrics/benchmark_${BUDGET}_${name}.json" \
+    ${SET[@]+"${SET[@]/#/--set=}"} "$@" \
+    > "logs/benchmark_${name}.log" 2>&1 && tail -n 1 "logs/benchmark_${name}.log" \
+    || { tail -n 5 "logs/benchmark_${name}.log"; FAILED="$FAILED $name"; }
 }
 FULL=(--full-finetune --set lr=3.0e-5 --set gradient_checkpointing=false)
-bench straightforward "${FULL[@]}" --set batch_size=16 --set effective_batch=32 --set speed.attention=eager \
-  --set speed.fused_optimizer=false --set speed.finite_check_every=1 --set speed.loader_workers=0 \
-  --set speed.pin_memory=false
+bench straightforward "${FULL[@]}" "${STRAIGHTFORWARD[@]/#/--set=}"
 bench optimised "${FULL[@]}"
-bench optimised_compiled "${FULL[@]}" --set speed.compile=true
 for arm in lora adversarial groupdro; do
   bench "$arm" --arm "$arm"
 done
+bench optimised_compiled "${FULL[@]}" --set speed.compile=true  # last: compiling takes longest and may fail
 if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/benchmarks.tgz" metrics/benchmark_gpu_*.json
+  tar czf "$OUT/benchmarks.tgz" --ignore-failed-read metrics/benchmark_"$BUDGET"_*.json logs/benchmark_*.log
+fi
+if [ -n "$FAILED" ]; then
+  echo "failed:$FAILED (see logs/benchmark_<variant>.log)" >&2
+  exit 1
 fi

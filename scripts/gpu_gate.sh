@@ -7,9 +7,10 @@
 # (data/runs/, data/predictions/, metrics/*_training.json, metrics/preflight.json); with OUT set they are
 # also packed into $OUT/gate_outputs.tgz with the per-run logs.
 #
-# Needs data/prepared and data/folds (carry them) and the backbone: with AES_MODEL_CACHE=/tmp/models and
-# the MPNet directory staged at /tmp/models/all-mpnet-base-v2 (../shared/tools/stage-model-for-device),
-# `split-zip:all-mpnet-base-v2` resolves there and params stay identical to the committed ones.
+# Needs data/prepared (carry it; data/folds is made here when absent) and the backbone: with
+# AES_MODEL_CACHE=/tmp/models and the MPNet directory staged at /tmp/models/all-mpnet-base-v2
+# (../shared/tools/stage-model-for-device), `split-zip:all-mpnet-base-v2` resolves there and params stay
+# identical to the committed ones.
 #
 #   AES_MODEL_CACHE=/tmp/models SCHEMES="prompt_holdout stratified_text" JOBS=3 scripts/gpu_gate.sh
 #
@@ -22,27 +23,49 @@ PYTHON=${PYTHON:-python3}
 JOBS=${JOBS:-3}
 SCHEMES=${SCHEMES:-prompt_holdout}
 BUDGET=${BUDGET:-gpu}  # another budget only to try the script out (tests run it on cpu)
-export AES_PARAMS=${AES_PARAMS:-/tmp/aes-params-$BUDGET.yaml}
+# SPEED=straightforward: the same gate with issue 6's straightforward loop (scripts/straightforward_loop.sh), to
+# check the speed settings leave QWK unchanged; SET: more KEY=VALUE budget overrides; ARMS: a subset of the arms.
+# Either makes the outputs differ from what the committed params produce: TAG names their tarball, and they
+# are compared (stages.equivalence), never `dvc commit`ted.
+. scripts/straightforward_loop.sh
+read -r -a OVERRIDES <<<"${SET:-}"
+if [ "${SPEED:-}" = straightforward ]; then OVERRIDES+=("${STRAIGHTFORWARD[@]}"); fi
+TAG=${TAG:-$([ "${SPEED:-}" = straightforward ] && echo straightforward || true)}
+export AES_PARAMS=${AES_PARAMS:-/tmp/aes-params-$BUDGET${TAG:+-$TAG}.yaml}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-SCHEMES="$SCHEMES" BUDGET="$BUDGET" "$PYTHON" - <<'EOF'
-import os, yaml
-params = yaml.safe_load(open("params.yaml"))
-params["finetune"]["budget"] = os.environ["BUDGET"]
-params["finetune"]["schemes"] = os.environ["SCHEMES"].split()
+OVERRIDES="${OVERRIDES[*]}" SCHEMES="$SCHEMES" BUDGET="$BUDGET" ARMS="${ARMS:-}" "$PYTHON" - <<'EOF_PY'
+import os
+
+import yaml
+
+from stages.lib.finetune_config import select_budget
+
+params = select_budget(yaml.safe_load(open("params.yaml")), os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
+                       arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split())
 with open(os.environ["AES_PARAMS"], "w") as fh:
     yaml.safe_dump(params, fh, sort_keys=False)
-EOF
+EOF_PY
 read -r -a ARMS <<<"$("$PYTHON" -c 'import yaml, os; print(*yaml.safe_load(open(os.environ["AES_PARAMS"]))["finetune"]["arms"])')"
 # FOLDS="0 1" runs a slice (e.g. to stay inside a 10-minute call); COLLECT=0 skips collect until all folds exist.
 read -r -a FOLDS <<<"${FOLDS:-$("$PYTHON" -c 'import yaml, os; print(*yaml.safe_load(open(os.environ["AES_PARAMS"]))["finetune"]["folds"])')}"
 
 mkdir -p logs
 start=$(date +%s)
+# Only data/prepared needs carrying: the folds stage is deterministic (byte-identical fold files to dvc's, checked
+# with md5), and logs/fold_md5.txt lets the dvc machine check that with `md5sum -c logs/fold_md5.txt`.
+if [ ! -d data/folds ]; then "$PYTHON" -m stages.folds 2>&1 | tee logs/folds.log; fi
+md5sum data/folds/*/fold_*/*.parquet > logs/fold_md5.txt
 "$PYTHON" -m stages.preflight 2>&1 | tee logs/preflight.log
+# RESUME=1 skips runs already finished in this working copy (a run directory appears only once complete), e.g.
+# after a call that ran past its time limit; never use it across different SET/SPEED settings.
 for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do for fold in "${FOLDS[@]}"; do
-  echo "$arm $scheme $fold"
-done; done; done | xargs -P "$JOBS" -L 1 sh -c \
+  if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/fold_$fold" ]; then
+    echo "skip: $arm $scheme fold $fold already finished" >&2
+  else
+    echo "$arm $scheme $fold"
+  fi
+done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
   '"$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" > "logs/finetune_$1_$2_$3.log" 2>&1 \
    && tail -n 1 "logs/finetune_$1_$2_$3.log" || { tail -n 5 "logs/finetune_$1_$2_$3.log"; exit 255; }' "$PYTHON"
 if [ "${COLLECT:-1}" = 1 ]; then
@@ -51,8 +74,15 @@ if [ "${COLLECT:-1}" = 1 ]; then
   done; done
 fi
 echo "gate runs: $(( $(date +%s) - start )) s wall for ${#ARMS[@]} arms x ($SCHEMES) x ${#FOLDS[@]} folds, $JOBS at a time" \
-  | tee logs/gate_wall.txt
+  "(folds ${FOLDS[*]}${TAG:+, $TAG}${RESUME:+, resume=$RESUME})" | tee -a logs/gate_wall.txt  # slices add lines
 if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/gate_outputs.tgz" --ignore-failed-read data/runs data/predictions metrics/preflight.json \
-    metrics/*_training.json logs
+  cp "$AES_PARAMS" logs/params_selected.yaml
+  echo "${OVERRIDES[*]}" > logs/overrides.txt
+  packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
+          logs/fold_md5.txt)
+  for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
+    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme.parquet" "metrics/${arm}_${scheme}_training.json")
+    packed+=(logs/finetune_"${arm}_${scheme}"_*.log)
+  done; done
+  tar czf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" --ignore-failed-read "${packed[@]}"
 fi

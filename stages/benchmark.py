@@ -19,7 +19,6 @@ throughput and the folds' real token counts under the real samplers.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import math
 import os
@@ -37,7 +36,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from stages.finetune import FoldEssays, encode, select_essays, target_scale
 from stages.lib.atomic import write_json
@@ -47,7 +45,7 @@ from stages.lib.config import load_params
 from stages.lib.errors import InputError, run_stage
 from stages.lib.essay_batches import LengthBucketedBatches, encode_essays
 from stages.lib.essay_model import EssayOutput, count_parameters, model_for_budget
-from stages.lib.finetune_config import ARMS, SCHEMES, Budget, finetune_config
+from stages.lib.finetune_config import ARMS, SCHEMES, Budget, finetune_config, select_budget
 from stages.lib.flops import (
     INFERENCE_FORMULA,
     SYMBOLS,
@@ -123,27 +121,6 @@ class MeteredObjective(Objective):
         real = int(torch.stack(self._real_tokens).sum()) if self._real_tokens else 0
         seq_sq = int(torch.stack(self._real_seq_sq).sum()) if self._real_seq_sq else 0
         return replace(self.padded, real_tokens=real, real_seq_sq=seq_sq)
-
-
-def with_budget_overrides(params: dict[str, Any], budget: str, overrides: list[str]) -> dict[str, Any]:
-    """Params selecting `budget`, with `KEY=VALUE` overrides (YAML values, dotted keys) applied to that budget;
-    an unknown key fails naming it."""
-    params = copy.deepcopy(params)
-    finetune = params.setdefault("finetune", {})
-    finetune["budget"] = budget
-    block = finetune.get("budgets", {}).get(budget)
-    if not isinstance(block, dict):
-        raise InputError(f"params: finetune.budgets.{budget} not found")
-    for item in overrides:
-        key, value = item.split("=", 1)
-        *parents, leaf = key.split(".")
-        node = block
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise InputError(f"--set {key}: finetune.budgets.{budget} has no such key")
-        node[leaf] = yaml.safe_load(value)
-    return params
 
 
 def _sync(cuda: bool) -> float:
@@ -308,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[str, Any]]:
     t_begin = time.perf_counter()
     load_start = os.getloadavg()
-    params = with_budget_overrides(load_params(args.params), args.budget, args.overrides)
+    params = select_budget(load_params(args.params), args.budget, args.overrides)
     cfg = finetune_config(params)
     budget = cfg.budget
     if args.full_finetune:

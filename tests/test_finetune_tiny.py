@@ -256,12 +256,18 @@ def test_empty_essay_set_encodes_and_predicts_nothing(backbone):
     assert out.pred.shape == (0, len(TARGETS))
 
 
+def _device_scripts(root):
+    """The device-machine scripts in the tiny project (stages linked, not copied)."""
+    (root / "scripts").mkdir()
+    for name in ("gpu_gate.sh", "gpu_benchmarks.sh", "straightforward_loop.sh"):
+        shutil.copy(REPO / "scripts" / name, root / "scripts" / name)
+    (root / "stages").symlink_to(REPO / "stages")
+
+
 def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_factory):
     """scripts/gpu_gate.sh (the device-machine runner) on the tiny project, cpu budget, two runs at a time."""
     root, _ = project
-    (root / "scripts").mkdir()
-    shutil.copy(REPO / "scripts/gpu_gate.sh", root / "scripts/gpu_gate.sh")
-    (root / "stages").symlink_to(REPO / "stages")
+    _device_scripts(root)
     out = tmp_path_factory.mktemp("out")
     env = {**os.environ, "BUDGET": "cpu", "JOBS": "2", "PYTHON": sys.executable, "OUT": str(out),
            "AES_PARAMS": str(root / "selected.yaml")}
@@ -276,3 +282,56 @@ def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_
         names = set(tar.getnames())
     assert "data/runs/groupdro/prompt_holdout/fold_1/predictions.parquet" in names
     assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_0.log" in names
+    # RESUME=1 (after a call that ran out of time) skips the finished runs and adds a wall-time line
+    env["RESUME"] = "1"
+    finished = (root / "data/runs/lora/prompt_holdout/fold_0").stat().st_mtime_ns
+    again = subprocess.run(["bash", "scripts/gpu_gate.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stderr.count("already finished") == 6
+    assert (root / "data/runs/lora/prompt_holdout/fold_0").stat().st_mtime_ns == finished
+    assert len((root / "logs/gate_wall.txt").read_text().splitlines()) == 2
+
+
+def test_gpu_gate_straightforward_run_is_tagged_and_packs_only_its_arms(project, tmp_path_factory):
+    root, params = project
+    _device_scripts(root)
+    shutil.rmtree(root / "data/folds")  # only data/prepared is carried: the script runs the folds stage itself
+    params["folds"] = {"n_splits": 2, "min_essays_per_prompt": 2}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path_factory.mktemp("out")
+    env = {**os.environ, "BUDGET": "cpu", "JOBS": "2", "PYTHON": sys.executable, "OUT": str(out),
+           "SPEED": "straightforward", "SET": "effective_batch=16", "ARMS": "lora", "AES_PARAMS": str(root / "s.yaml")}
+    result = subprocess.run(["bash", "scripts/gpu_gate.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 arms x (prompt_holdout) x 2 folds" in result.stdout
+    with tarfile.open(out / "gate_outputs_straightforward.tgz") as tar:
+        names = set(tar.getnames())
+        selected = yaml.safe_load(tar.extractfile("logs/params_selected.yaml"))
+        overrides = tar.extractfile("logs/overrides.txt").read().decode().split()
+    assert "data/predictions/lora_prompt_holdout.parquet" in names
+    assert not any("groupdro" in n or "adversarial" in n for n in names)
+    budget = selected["finetune"]["budgets"]["cpu"]
+    assert budget["batch_size"] == 16 and budget["effective_batch"] == 16 and budget["speed"]["attention"] == "eager"
+    assert selected["finetune"]["arms"] == ["lora"] and "speed.finite_check_every=1" in overrides
+    assert "logs/fold_md5.txt" in names and (root / "data/folds/prompt_holdout/fold_1/val.parquet").is_file()
+    check = subprocess.run(["md5sum", "-c", "logs/fold_md5.txt"], cwd=root, capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 8  # 2 schemes x 2 folds x train/val
+
+
+def test_gpu_benchmarks_script_writes_every_variant(project, tmp_path_factory):
+    """scripts/gpu_benchmarks.sh (the device-machine benchmarks) on the tiny project, cpu budget, one step each."""
+    root, _ = project
+    _device_scripts(root)
+    out = tmp_path_factory.mktemp("out")
+    env = {**os.environ, "BUDGET": "cpu", "STEPS": "1", "WARMUP": "0", "SET": "effective_batch=16",
+           "PYTHON": sys.executable, "OUT": str(out)}
+    result = subprocess.run(["bash", "scripts/gpu_benchmarks.sh"], cwd=root, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    variants = ("straightforward", "optimised", "lora", "adversarial", "groupdro", "optimised_compiled")
+    figures = {v: json.loads((root / f"metrics/benchmark_cpu_{v}.json").read_text()) for v in variants}
+    assert figures["straightforward"]["full_finetune"] and figures["straightforward"]["config"]["batch_size"] == 16
+    assert figures["straightforward"]["speed"]["attention_used"] == "eager"
+    assert figures["optimised_compiled"]["speed"]["compile"] and not figures["lora"]["full_finetune"]
+    assert figures["groupdro"]["arm"] == "groupdro"
+    with tarfile.open(out / "benchmarks.tgz") as tar:
+        assert {f"metrics/benchmark_cpu_{v}.json" for v in variants} <= set(tar.getnames())

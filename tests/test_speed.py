@@ -14,12 +14,11 @@ import pytest
 import torch
 from tiny_backbone import TARGETS, make_tiny_backbone, tiny_params
 
-from stages.benchmark import with_budget_overrides
 from stages.lib.attention import SdpaMPNetEncoder, SdpaMPNetSelfAttention, use_attention
 from stages.lib.backbone import load_encoder
 from stages.lib.errors import InputError
 from stages.lib.essay_model import EssayOutput, build_essay_model
-from stages.lib.finetune_config import finetune_config
+from stages.lib.finetune_config import finetune_config, select_budget
 from stages.lib.finite import DeferredFiniteChecks, NonFiniteError
 from stages.lib.fold_files import fold_file, read_fold, scheme_folds, write_fold
 from stages.lib.objectives import GroupDRO, make_objective
@@ -162,15 +161,19 @@ def test_fused_adamw_only_on_cuda(tmp_path):
     assert _optimizer(model, objective, fused_budget, "cuda").defaults["fused"]
 
 
-def test_benchmark_overrides_reach_the_budget_and_unknown_keys_fail(tmp_path):
+def test_budget_overrides_reach_the_budget_and_unknown_keys_fail(tmp_path):
     params = tiny_params(tmp_path / "unused", [0])
-    changed = with_budget_overrides(params, "gpu", ["batch_size=16", "speed.attention=eager", "lora.enabled=false"])
+    changed = select_budget(params, "gpu", ["batch_size=16", "speed.attention=eager", "lora.enabled=false"])
     block = changed["finetune"]["budgets"]["gpu"]
     assert changed["finetune"]["budget"] == "gpu" and block["batch_size"] == 16
     assert block["speed"]["attention"] == "eager" and block["lora"]["enabled"] is False
     assert params["finetune"]["budgets"]["gpu"]["batch_size"] == 4  # the input is not modified
     with pytest.raises(InputError, match=r"speed\.atention"):
-        with_budget_overrides(params, "gpu", ["speed.atention=eager"])
+        select_budget(params, "gpu", ["speed.atention=eager"])
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        select_budget(params, "gpu", ["batch_size"])
+    narrowed = select_budget(params, "cpu", arms=["lora"], schemes=["stratified_text"])
+    assert narrowed["finetune"]["arms"] == ["lora"] and narrowed["finetune"]["schemes"] == ["stratified_text"]
 
 
 def test_fold_files_layout_round_trip(tmp_path):

@@ -3,8 +3,12 @@ checked once (unknown or missing keys fail with the key's name)."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
+
+import yaml
 
 from stages.lib.config import section
 from stages.lib.errors import InputError
@@ -116,6 +120,33 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
         objectives={arm: _numbers(section(params, "finetune", "objectives"), arm, names)
                     for arm, names in OBJECTIVE_KEYS.items()},
     )
+
+
+def select_budget(params: dict[str, Any], budget: str, overrides: Iterable[str] = (), *,
+                  arms: Iterable[str] | None = None, schemes: Iterable[str] | None = None) -> dict[str, Any]:
+    """A copy of `params` selecting `budget`, as `dvc exp run -S finetune.budget=…` would, with `KEY=VALUE`
+    overrides (YAML values, dotted keys) applied to that budget and, when given, other arms or schemes.
+    An unknown key fails naming it."""
+    params = copy.deepcopy(params)
+    finetune = params.setdefault("finetune", {})
+    finetune["budget"] = budget
+    block = finetune.get("budgets", {}).get(budget)
+    if not isinstance(block, dict):
+        raise InputError(f"params: finetune.budgets.{budget} not found")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = block
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or leaf not in node:
+            raise InputError(f"override {item!r}: finetune.budgets.{budget} has no such key (expected KEY=VALUE)")
+        node[leaf] = yaml.safe_load(value)
+    if arms is not None:
+        finetune["arms"] = list(arms)
+    if schemes is not None:
+        finetune["schemes"] = list(schemes)
+    return params
 
 
 def _build(kind: type, raw: Any, where: str) -> Any:
