@@ -34,7 +34,8 @@ TAG=${TAG:-$([ "${SPEED:-}" = straightforward ] && echo straightforward || true)
 export AES_PARAMS=${AES_PARAMS:-/tmp/aes-params-$BUDGET${TAG:+-$TAG}.yaml}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-OVERRIDES="${OVERRIDES[*]}" SCHEMES="$SCHEMES" BUDGET="$BUDGET" ARMS="${ARMS:-}" "$PYTHON" - <<'EOF_PY'
+# The selected params go to $AES_PARAMS; the same call prints their arms and folds (one line each).
+selected=$(OVERRIDES="${OVERRIDES[*]}" SCHEMES="$SCHEMES" BUDGET="$BUDGET" ARMS="${ARMS:-}" "$PYTHON" - <<'EOF_PY'
 import os
 
 import yaml
@@ -45,10 +46,13 @@ params = select_budget(yaml.safe_load(open("params.yaml")), os.environ["BUDGET"]
                        arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split())
 with open(os.environ["AES_PARAMS"], "w") as fh:
     yaml.safe_dump(params, fh, sort_keys=False)
+print(*params["finetune"]["arms"])
+print(*params["finetune"]["folds"])
 EOF_PY
-read -r -a ARMS <<<"$("$PYTHON" -c 'import yaml, os; print(*yaml.safe_load(open(os.environ["AES_PARAMS"]))["finetune"]["arms"])')"
+)
+{ read -r -a ARMS; read -r -a PARAM_FOLDS; } <<<"$selected"
 # FOLDS="0 1" runs a slice (e.g. to stay inside a 10-minute call); COLLECT=0 skips collect until all folds exist.
-read -r -a FOLDS <<<"${FOLDS:-$("$PYTHON" -c 'import yaml, os; print(*yaml.safe_load(open(os.environ["AES_PARAMS"]))["finetune"]["folds"])')}"
+read -r -a FOLDS <<<"${FOLDS:-${PARAM_FOLDS[*]}}"
 
 mkdir -p logs
 start=$(date +%s)
