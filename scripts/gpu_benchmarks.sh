@@ -22,7 +22,7 @@ FAILED=""
 mkdir -p logs
 bench() {  # one variant; a failure is reported at the end and does not stop the others
   local name=$1; shift
-  "$PYTHON" -m stages.benchmark --budget "$BUDGET" --scheme prompt_holdout --fold 0 --max-steps "$STEPS" \
+  "$PYTHON" -m tools.benchmark --budget "$BUDGET" --scheme prompt_holdout --fold 0 --max-steps "$STEPS" \
     --warmup-steps "$WARMUP" --eval-batches 4 --out "metrics/benchmark_${BUDGET}_${name}.json" \
     ${SET[@]+"${SET[@]/#/--set=}"} "$@" \
     > "logs/benchmark_${name}.log" 2>&1 && tail -n 1 "logs/benchmark_${name}.log" \

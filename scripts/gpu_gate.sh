@@ -4,7 +4,7 @@
 #   dvc exp run -S finetune.budget=gpu -S 'finetune.schemes=[...]'
 # would select it: preflight, then every arm x scheme x fold with JOBS runs sharing the GPU at once (one
 # MPNet-base LoRA run leaves most of an H100 idle), then collect. Outputs land where dvc writes them
-# (data/runs/, data/predictions/, metrics/*_training.json, metrics/preflight.json); with OUT set they are
+# (data/runs/, data/predictions/, metrics/training/*.json, metrics/preflight.json); with OUT set they are
 # also packed into $OUT/gate_outputs.tgz with the per-run logs.
 #
 # Needs data/prepared (carry it; data/folds is made here when absent) and the backbone: with
@@ -26,7 +26,7 @@ BUDGET=${BUDGET:-gpu}  # another budget only to try the script out (tests run it
 # SPEED=straightforward: the same gate with issue 6's straightforward loop (scripts/straightforward_loop.sh), to
 # check the speed settings leave QWK unchanged; SET: more KEY=VALUE budget overrides; ARMS: a subset of the arms.
 # Either makes the outputs differ from what the committed params produce: TAG names their tarball, and they
-# are compared (stages.equivalence), never `dvc commit`ted.
+# are compared (tools.equivalence), never `dvc commit`ted.
 . scripts/straightforward_loop.sh
 read -r -a OVERRIDES <<<"${SET:-}"
 if [ "${SPEED:-}" = straightforward ]; then OVERRIDES+=("${STRAIGHTFORWARD[@]}"); fi
@@ -40,7 +40,7 @@ import os
 
 import yaml
 
-from stages.lib.finetune_config import select_budget
+from stages.lib.training.finetune_config import select_budget
 
 params = select_budget(yaml.safe_load(open("params.yaml")), os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
                        arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split())
@@ -85,7 +85,7 @@ if [ -n "${OUT:-}" ]; then
   packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
           logs/fold_md5.txt)
   for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
-    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme.parquet" "metrics/${arm}_${scheme}_training.json")
+    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme.parquet" "metrics/training/${arm}_$scheme.json")
     packed+=(logs/finetune_"${arm}_${scheme}"_*.log)
   done; done
   tar czf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" --ignore-failed-read "${packed[@]}"

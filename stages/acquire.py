@@ -11,11 +11,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from stages.lib.atomic import atomic_path
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-
-RAW_CSV = Path("data/raw/corpus.csv")
+from stages.lib.core.atomic import atomic_path
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import RAW_CORPUS
 
 
 def sha256_of(path: Path) -> str:
@@ -51,7 +50,7 @@ def extract_member(archive: Path, member: str, password: str | None, dest: Path)
         raise InputError(f"{archive}: cannot extract {member}: {exc}") from exc
 
 
-def acquire(corpus: dict[str, Any], out: Path = RAW_CSV) -> str:
+def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:
     """Materialise the verified corpus CSV at `out`; return a description of where it came from."""
     source = str(corpus["source"])
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory() as scratch:
@@ -92,7 +91,7 @@ def _from_archive(archive: Path, corpus: dict[str, Any], dest: Path) -> str:
 def main() -> None:
     params = load_params()
     origin = acquire(params["corpus"])
-    print(f"acquired {RAW_CSV} from {origin}")
+    print(f"acquired {RAW_CORPUS} from {origin}")
 
 
 if __name__ == "__main__":

@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from stages.lib.atomic import write_json, write_parquet
-from stages.lib.chunking import coverage_report
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-from stages.lib.finetune_config import ARMS, SCHEMES, finetune_config
-from stages.lib.predictions import predictions_path, validate_predictions
-from stages.lib.runinfo import run_info
-from stages.lib.runs import PREDICTIONS, TOKENS, TRAIN_LOG, run_dir
-from stages.lib.schema import DatasetSchema
+from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import predictions_path, run_dir, training_path
+from stages.lib.core.runinfo import run_info
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.scoring.predictions import validate_predictions
+from stages.lib.training.finetune_config import ARMS, SCHEMES, finetune_config
+from stages.lib.training.runs import PREDICTIONS, TOKENS, TRAIN_LOG
+from stages.lib.windows.chunking import coverage_report
 
-METRICS_DIR = Path("metrics")
 _SAME_ACROSS_FOLDS = ("budget", "gate_valid", "backbone", "device", "seed", "windows")
-
-
-def training_metrics_path(arm: str, scheme: str) -> Path:
-    return METRICS_DIR / f"{arm}_{scheme}_training.json"
 
 
 def read_run(arm: str, scheme: str, fold: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -96,7 +91,7 @@ def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any]) -> 
     summary["complete"] = sorted(folds) == sorted(finetune_config(params).folds)
     summary["run"] = run_info(int(params["seed"]))
     write_parquet(predictions_path(arm, scheme), table)
-    write_json(training_metrics_path(arm, scheme), summary)
+    write_json(training_path(arm, scheme), summary)
     return summary
 
 

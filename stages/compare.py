@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 
-from stages.lib.atomic import write_csv, write_json
-from stages.lib.bootstrap import Interval, align_pair, arm_counts, paired_bootstrap
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-from stages.lib.gate import GateConfig, deltas_table, gate_record
-from stages.lib.predictions import predictions_path, read_predictions
-from stages.lib.schema import DatasetSchema
-
-GATE_PATH = Path("metrics/gate.json")
-DELTAS_PATH = Path("plots/gate/deltas.csv")
+from stages.lib.core.atomic import write_csv, write_json
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import GATE, GATE_DELTAS, predictions_path
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.gate.bootstrap import Interval, align_pair, arm_counts, paired_bootstrap
+from stages.lib.gate.criteria import GateConfig, deltas_table, gate_record
+from stages.lib.scoring.predictions import read_predictions
 
 
 def pair_rng(seed: int, candidate: str, scheme: str) -> np.random.Generator:
@@ -60,8 +57,8 @@ def main() -> None:
     params = load_params()
     cfg = GateConfig.from_params(params)
     record = compare(cfg, DatasetSchema.from_params(params))
-    write_json(GATE_PATH, record)
-    write_csv(DELTAS_PATH, deltas_table(record))
+    write_json(GATE, record)
+    write_csv(GATE_DELTAS, deltas_table(record))
     for candidate in cfg.candidates:
         state = ("pass" if record[f"{candidate}.pass"] else "fail") if record[f"{candidate}.evaluated"] else \
             f"incomplete ({record[f'{candidate}.n_evaluated']}/{record[f'{candidate}.n_criteria']} criteria evaluated)"

@@ -4,19 +4,17 @@ time, not a dependency); write the verdict as `metrics/decision.json`."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from stages.lib.adr import render_adr
-from stages.lib.atomic import write_json, write_text
-from stages.lib.checklist import ADR_PATH, ChecklistItem, build_checklist
-from stages.lib.config import load_params
-from stages.lib.decision import ACCEPT, Decision, verdict
-from stages.lib.errors import run_stage
-from stages.lib.evidence import latest_finish, load_arm_files, lock_outputs, read_required_json
-from stages.lib.gate import GateConfig
-
-DECISION_PATH = Path("metrics/decision.json")
+from stages.lib.core.atomic import write_json, write_text
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import run_stage
+from stages.lib.core.paths import ADR, DECISION, GATE
+from stages.lib.gate.adr import render_adr
+from stages.lib.gate.checklist import ChecklistItem, build_checklist
+from stages.lib.gate.criteria import GateConfig
+from stages.lib.gate.decision import ACCEPT, Decision, verdict
+from stages.lib.gate.evidence import latest_finish, load_arm_files, lock_outputs, read_required_json
 
 
 def decision_record(decision: Decision, checklist: list[ChecklistItem], date: str | None) -> dict[str, Any]:
@@ -41,18 +39,18 @@ def decision_record(decision: Decision, checklist: list[ChecklistItem], date: st
 def main() -> None:
     params = load_params()
     cfg = GateConfig.from_params(params)
-    gate = read_required_json(Path("metrics/gate.json"), "compare")
+    gate = read_required_json(GATE, "compare")
     arms, schemes = [cfg.reference, *cfg.candidates], list(cfg.schemes)
     arm_metrics = load_arm_files(arms, schemes, "metrics")
     training = load_arm_files(arms, schemes, "training")
     decision = verdict(gate, training)
     checklist = build_checklist(cfg, gate, training, lock_outputs())
     date = latest_finish(*arm_metrics.values(), *training.values())
-    write_text(ADR_PATH, render_adr(cfg, gate, decision, checklist, arm_metrics, training, date))
-    write_json(DECISION_PATH, decision_record(decision, checklist, date))
+    write_text(ADR, render_adr(cfg, gate, decision, checklist, arm_metrics, training, date))
+    write_json(DECISION, decision_record(decision, checklist, date))
     ticked = sum(i.done for i in checklist)
     print(f"decide: {decision.label} (gate-valid evidence: {'yes' if decision.gate_valid else 'no'}; "
-          f"checklist {ticked}/{len(checklist)}) -> {ADR_PATH}")
+          f"checklist {ticked}/{len(checklist)}) -> {ADR}")
 
 
 if __name__ == "__main__":

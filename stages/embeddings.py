@@ -4,24 +4,20 @@ truncation), one vector per essay, cached as `data/features/embeddings.parquet`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from stages.lib.atomic import write_json, write_parquet
-from stages.lib.backbone import load_encoder
-from stages.lib.chunking import coverage_report
-from stages.lib.config import load_params
-from stages.lib.encoding import length_batches, masked_mean, pad_batch, pool_windows, window_essays
-from stages.lib.errors import InputError, run_stage
-from stages.lib.runinfo import run_info
-
-ESSAYS = Path("data/prepared/essays.parquet")
-EMBEDDINGS = Path("data/features/embeddings.parquet")
-EMBEDDING_METRICS = Path("metrics/embeddings.json")
+from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import EMBEDDING_METRICS, EMBEDDINGS, ESSAYS
+from stages.lib.core.runinfo import run_info
+from stages.lib.encoders.backbone import load_encoder
+from stages.lib.windows.chunking import coverage_report
+from stages.lib.windows.encoding import length_batches, masked_mean, pad_batch, pool_windows, window_essays
 
 
 @torch.inference_mode()

@@ -5,17 +5,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pandas as pd
 
-from stages.lib.atomic import write_csv, write_json, write_text
-from stages.lib.config import load_params
-from stages.lib.errors import run_stage
-from stages.lib.evaluation import per_prompt_table, residual_breakdown, residual_rows, summarise
-from stages.lib.predictions import predictions_path, read_predictions
-from stages.lib.runinfo import run_info
-from stages.lib.schema import DatasetSchema
+from stages.lib.core.atomic import write_csv, write_json, write_text
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import run_stage
+from stages.lib.core.paths import arm_report_dir, metrics_path, plot_dir, predictions_path, residuals_path, run_name
+from stages.lib.core.runinfo import run_info
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.scoring.evaluation import per_prompt_table, residual_breakdown, residual_rows, summarise
+from stages.lib.scoring.predictions import read_predictions
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -55,21 +55,22 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    name = f"{args.arm}_{args.scheme}"
+    name = run_name(args.arm, args.scheme)
+    reports, plots = arm_report_dir(args.arm, args.scheme), plot_dir(args.arm, args.scheme)
     frame = read_predictions(predictions_path(args.arm, args.scheme), schema)
     summary = summarise(frame, schema, params["evaluate"])
     rows = residual_rows(frame, schema)
     prompts = per_prompt_table(frame, schema)
     p = schema.primary
 
-    write_csv(Path(f"reports/{name}/residuals.csv"), rows)
-    write_text(Path(f"reports/{name}/residuals.md"), residual_report(args.arm, args.scheme, summary, rows, prompts))
-    write_csv(Path(f"plots/{name}/per_prompt_qwk.csv"), prompts.assign(arm=args.arm)[["arm", "prompt", "n", "qwk"]])
-    write_csv(Path(f"plots/{name}/confusion.csv"),
+    write_csv(residuals_path(args.arm, args.scheme), rows)
+    write_text(reports / "residuals.md", residual_report(args.arm, args.scheme, summary, rows, prompts))
+    write_csv(plots / "per_prompt_qwk.csv", prompts.assign(arm=args.arm)[["arm", "prompt", "n", "qwk"]])
+    write_csv(plots / "confusion.csv",
               pd.DataFrame({"actual": frame[f"true_{p}"].map("{:.1f}".format),
                             "predicted": frame[f"grid_{p}"].map("{:.1f}".format)}))
-    write_csv(Path(f"plots/{name}/residual_vs_length.csv"), rows[["n_words", "residual_continuous", "residual"]])
-    write_json(Path(f"metrics/{name}.json"),
+    write_csv(plots / "residual_vs_length.csv", rows[["n_words", "residual_continuous", "residual"]])
+    write_json(metrics_path(args.arm, args.scheme),
                {"arm": args.arm, "scheme": args.scheme, **summary, "run": run_info(params["seed"])})
     print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over folds, "
           f"worst-prompt {summary['worst_prompt_qwk']:.3f}, MCRMSE {summary['mcrmse']:.3f}")

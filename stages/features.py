@@ -10,16 +10,14 @@ from typing import Any
 import pandas as pd
 import pyarrow
 
-from stages.lib.atomic import write_json, write_parquet
-from stages.lib.config import load_params, section
-from stages.lib.errors import InputError, run_stage
-from stages.lib.linguistic import FEATURES, handcrafted_features, load_nlp
-from stages.lib.mechanics import load_speller
-from stages.lib.runinfo import run_info
+from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.config import load_params, section
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import ESSAYS, FEATURE_METRICS, HANDCRAFTED
+from stages.lib.core.runinfo import run_info
+from stages.lib.features.linguistic import FEATURES, handcrafted_features, load_nlp
+from stages.lib.features.mechanics import load_speller
 
-ESSAYS = Path("data/prepared/essays.parquet")
-HANDCRAFTED = Path("data/features/handcrafted.parquet")
-FEATURE_METRICS = Path("metrics/features.json")
 OPTIONS = ("mattr_window", "hdd_draws", "mtld_threshold", "spelling_min_chars")
 
 

@@ -4,19 +4,15 @@ same views as PNGs (plus predicted-vs-actual confusion matrices). Independent of
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from stages.lib.atomic import write_csv
-from stages.lib.config import load_params, section
-from stages.lib.errors import run_stage
-from stages.lib.evaluation import residual_breakdown
-from stages.lib.evidence import plot_dir, residuals_path
-from stages.lib.figures import confusion_figure, per_prompt_figure, residual_band_figure, save_png
-from stages.lib.schema import DatasetSchema
-
-OUT_DIR = Path("plots/arms")
+from stages.lib.core.atomic import write_csv
+from stages.lib.core.config import load_params, section
+from stages.lib.core.errors import run_stage
+from stages.lib.core.paths import FIGURES_DIR, plot_dir, residuals_path
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.reporting.figures import confusion_figure, per_prompt_figure, residual_band_figure, save_png
+from stages.lib.scoring.evaluation import residual_breakdown
 
 
 def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> pd.DataFrame:
@@ -68,18 +64,18 @@ def main() -> None:
     schemes = list(section(params, "gate", "schemes"))
     prompts = per_prompt_frame(arms, schemes, int(section(params, "evaluate", "min_prompt_n")))
     bands = residual_band_frame(arms, schemes)
-    write_csv(OUT_DIR / "per_prompt_qwk.csv", prompts)
-    write_csv(OUT_DIR / "residual_by_band.csv", bands)
+    write_csv(FIGURES_DIR / "per_prompt_qwk.csv", prompts)
+    write_csv(FIGURES_DIR / "residual_by_band.csv", bands)
     for scheme in schemes:
         subset = prompts[(prompts["scheme"] == scheme) & prompts["eligible"]]
         save_png(per_prompt_figure(subset, reference, f"Per-prompt QWK, {scheme} (prompts with ≥ "
                                    f"{params['evaluate']['min_prompt_n']} essays)"),
-                 OUT_DIR / f"per_prompt_qwk_{scheme}.png")
-    save_png(residual_band_figure(bands, "Mean residual by human score band"), OUT_DIR / "residual_by_band.png")
+                 FIGURES_DIR / f"per_prompt_qwk_{scheme}.png")
+    save_png(residual_band_figure(bands, "Mean residual by human score band"), FIGURES_DIR / "residual_by_band.png")
     save_png(confusion_figure(confusion_tables(arms, schemes, schema), "Predicted vs actual (primary target)"),
-             OUT_DIR / "confusion.png")
+             FIGURES_DIR / "confusion.png")
     present = sorted(set(prompts["series"]))
-    print(f"figures: {len(present)} arm/scheme runs ({', '.join(present) or 'none'}) -> {OUT_DIR}")
+    print(f"figures: {len(present)} arm/scheme runs ({', '.join(present) or 'none'}) -> {FIGURES_DIR}")
 
 
 if __name__ == "__main__":

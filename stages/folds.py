@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib.atomic import atomic_dir, write_json
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-from stages.lib.fold_files import FOLDS_DIR, write_fold
-from stages.lib.schema import DatasetSchema
-from stages.lib.splitting import BalancedGroupKFold, score_bands, stratified_splitter
+from stages.lib.core.atomic import atomic_dir, write_json
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import ESSAYS
+from stages.lib.data.fold_files import FOLDS_DIR, write_fold
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.data.splitting import BalancedGroupKFold, score_bands, stratified_splitter
 
-ESSAYS = Path("data/prepared/essays.parquet")
 SCHEMES = ("prompt_holdout", "stratified_text")
 
 

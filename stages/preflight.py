@@ -15,23 +15,22 @@ from typing import Any
 import pyarrow.parquet as pq
 import torch
 
-from stages.lib.atomic import write_json
-from stages.lib.backbone import load_encoder
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-from stages.lib.essay_batches import EssayCollator, encode_essays
-from stages.lib.essay_model import EssayRegressor, model_for_budget
-from stages.lib.finetune_config import FinetuneConfig, finetune_config
-from stages.lib.finite import check_finite
-from stages.lib.fold_files import FOLDS_DIR, SPLITS, fold_file
-from stages.lib.objectives import make_objective
-from stages.lib.precision import PrecisionPlan, resolve_device, select_precision
-from stages.lib.runinfo import run_info
-from stages.lib.schema import DatasetSchema
-from stages.lib.trainer import TrainingStep, accelerator_for
+from stages.lib.core.atomic import write_json
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import ESSAYS, PREFLIGHT
+from stages.lib.core.runinfo import run_info
+from stages.lib.data.fold_files import FOLDS_DIR, SPLITS, fold_file
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.training.essay_model import EssayRegressor
+from stages.lib.training.finetune_config import FinetuneConfig, finetune_config
+from stages.lib.training.finite import check_finite
+from stages.lib.training.objectives import make_objective
+from stages.lib.training.precision import PrecisionPlan
+from stages.lib.training.runtime import open_runtime
+from stages.lib.training.trainer import TrainingStep
+from stages.lib.windows.essay_batches import EssayCollator, encode_essays
 
-ESSAYS = Path("data/prepared/essays.parquet")
-PREFLIGHT = Path("metrics/preflight.json")
 CANARY_TEXTS = (
     "This invented canary essay exists only to test the pipeline. " * 90,  # longer than any window
     "A short invented canary essay.",
@@ -115,17 +114,12 @@ def main() -> None:
         raise InputError(f"preflight: {ESSAYS} not found (run the prepare stage)")
     columns = ["essay_id", "prompt", "text", "n_words", *schema.targets, *schema.subgroups]
     checks["fold_files"] = check_folds(FOLDS_DIR, cfg.schemes, cfg.folds, columns)
-    device, bf16 = resolve_device(budget.device)
-    plan = select_precision(budget.precision, device, bf16)
-    if budget.threads:
-        torch.set_num_threads(budget.threads)
-    t_load = time.perf_counter()
-    tokenizer, encoder = load_encoder(budget.backbone)
+    runtime = open_runtime(budget, seed=None)
+    tokenizer, plan = runtime.tokenizer, runtime.plan
     if tokenizer.pad_token_id is None:
         raise InputError(f"preflight: backbone {budget.backbone}: tokenizer has no pad token")
-    checks["backbone_load_seconds"] = round(time.perf_counter() - t_load, 2)
-    model = model_for_budget(encoder, len(schema.targets), budget)
-    accelerator = accelerator_for(plan, device, budget)
+    checks["backbone_load_seconds"] = round(runtime.load_seconds, 2)
+    model, _, accelerator = runtime.build(len(schema.targets))
     checks["canary"] = canary(model, cfg, tokenizer, plan, accelerator)
     seconds = time.perf_counter() - start
     write_json(PREFLIGHT, {

@@ -10,16 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib.atomic import write_json, write_parquet
-from stages.lib.config import load_params
-from stages.lib.errors import InputError, run_stage
-from stages.lib.runinfo import run_info
-from stages.lib.schema import DatasetSchema
-from stages.lib.text import normalise_text, stable_id, word_count
-
-RAW_CSV = Path("data/raw/corpus.csv")
-ESSAYS = Path("data/prepared/essays.parquet")
-DATA_METRICS = Path("metrics/data.json")
+from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import DATA_METRICS, ESSAYS, RAW_CORPUS
+from stages.lib.core.runinfo import run_info
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.data.text import normalise_text, stable_id, word_count
 
 
 def read_corpus(path: Path) -> pd.DataFrame:
@@ -118,8 +115,8 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
 def main() -> None:
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    frame = read_corpus(RAW_CSV)
-    essays, report = prepare(frame, schema, params["prepare"], RAW_CSV)
+    frame = read_corpus(RAW_CORPUS)
+    essays, report = prepare(frame, schema, params["prepare"], RAW_CORPUS)
     report["run"] = run_info(params["seed"])
     write_parquet(ESSAYS, essays)
     write_json(DATA_METRICS, report)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,16 +17,17 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from tqdm import tqdm
 
-from stages.lib.atomic import write_json, write_parquet
-from stages.lib.calibration import make_calibrator
-from stages.lib.config import load_params
-from stages.lib.errors import run_stage
-from stages.lib.feature_store import feature_matrix, load_features
-from stages.lib.fold_files import fold_file, read_fold, scheme_folds
-from stages.lib.predictions import fold_predictions, predictions_path
-from stages.lib.runinfo import run_info
-from stages.lib.schema import DatasetSchema
-from stages.lib.splitting import BalancedGroupKFold, score_bands
+from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import run_stage
+from stages.lib.core.paths import predictions_path, training_path
+from stages.lib.core.runinfo import run_info
+from stages.lib.data.fold_files import fold_file, read_fold, scheme_folds
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.data.splitting import BalancedGroupKFold, score_bands
+from stages.lib.features.feature_store import feature_matrix, load_features
+from stages.lib.scoring.calibration import make_calibrator
+from stages.lib.scoring.predictions import fold_predictions
 
 ARM = "xgb"
 
@@ -130,7 +130,7 @@ def main() -> None:
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
         logs.append({"fold": fold, **log})
     write_parquet(predictions_path(ARM, args.scheme), pd.concat(frames, ignore_index=True))
-    write_json(Path(f"metrics/{ARM}_{args.scheme}_training.json"), {
+    write_json(training_path(ARM, args.scheme), {
         "arm": ARM, "scheme": args.scheme, "budget": "full", "folds": logs,
         "run": run_info(seed, xgboost=xgboost.__version__),
     })

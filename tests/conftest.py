@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.lib.schema import DatasetSchema
+from stages.lib.data.schema import DatasetSchema
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_DIR = REPO.parent / "shared" / "data" / "ellipse"

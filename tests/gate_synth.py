@@ -10,8 +10,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from stages.lib.evaluation import per_prompt_table, residual_rows, summarise
-from stages.lib.schema import DatasetSchema
+from stages.lib.core.paths import (
+    arm_report_dir,
+    metrics_path,
+    plot_dir,
+    predictions_path,
+    residuals_path,
+    training_path,
+)
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.scoring.evaluation import per_prompt_table, residual_rows, summarise
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Grammar", "Conventions")
@@ -80,24 +88,24 @@ def write_arm(root: Path, arm: str, scheme: str, frame: pd.DataFrame, params: di
     """Lay out what the arm's training and `evaluate` stages write: predictions, metrics, plot data,
     residual rows and (optionally) training metadata."""
     schema = DatasetSchema.from_params(params)
-    name = f"{arm}_{scheme}"
-    (root / "data/predictions").mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(root / f"data/predictions/{name}.parquet", index=False)
+    (root / predictions_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(root / predictions_path(arm, scheme), index=False)
     summary = summarise(frame, schema, params["evaluate"])
-    (root / "metrics").mkdir(exist_ok=True)
+    (root / metrics_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
     run = {"device": "cpu:x86_64", "seed": 1, "finished_utc": "2025-11-24T12:00:00Z"}
-    (root / f"metrics/{name}.json").write_text(json.dumps({"arm": arm, "scheme": scheme, **summary, "run": run}))
-    plots = root / f"plots/{name}"
+    (root / metrics_path(arm, scheme)).write_text(json.dumps({"arm": arm, "scheme": scheme, **summary, "run": run}))
+    plots = root / plot_dir(arm, scheme)
     plots.mkdir(parents=True, exist_ok=True)
     per_prompt_table(frame, schema).assign(arm=arm)[["arm", "prompt", "n", "qwk"]].to_csv(
         plots / "per_prompt_qwk.csv", index=False)
     pd.DataFrame({"actual": frame["true_Overall"].map("{:.1f}".format),
                   "predicted": frame["grid_Overall"].map("{:.1f}".format)}).to_csv(plots / "confusion.csv", index=False)
-    (root / f"reports/{name}").mkdir(parents=True, exist_ok=True)
-    residual_rows(frame, schema).to_csv(root / f"reports/{name}/residuals.csv", index=False)
-    (root / f"reports/{name}/residuals.md").write_text("# residuals\n")
+    (root / arm_report_dir(arm, scheme)).mkdir(parents=True, exist_ok=True)
+    residual_rows(frame, schema).to_csv(root / residuals_path(arm, scheme), index=False)
+    (root / arm_report_dir(arm, scheme) / "residuals.md").write_text("# residuals\n")
     if training is not None:
-        (root / f"metrics/{name}_training.json").write_text(json.dumps({"arm": arm, "scheme": scheme, **training}))
+        (root / training_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
+        (root / training_path(arm, scheme)).write_text(json.dumps({"arm": arm, "scheme": scheme, **training}))
 
 
 def gpu_training(n_folds: int = 5, **overrides) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stages import acquire, prepare
-from stages.lib.errors import InputError
+from stages.lib.core.errors import InputError
 from tests.conftest import REPO, synthetic_raw
 
 

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
-from stages import benchmark
-from stages.lib.flops import (
+from tools import benchmark
+from tools.flops import (
     BatchShapes,
     ModelShape,
     batch_shapes,
@@ -88,7 +88,7 @@ def test_benchmark_two_steps_on_the_tiny_model(tmp_path, monkeypatch):
     gate = result["extrapolated"]["gate"]
     assert "EXTRAPOLATED" in result["extrapolated"]["label"]
     assert gate["runs"] == 3 * 2 and gate["total_s"] > 0 and math.isfinite(gate["total_s"])
-    assert result["command"].startswith("python -m stages.benchmark --budget cpu")
+    assert result["command"].startswith("python -m tools.benchmark --budget cpu")
 
 
 def test_benchmark_declared_peak_and_full_finetune(tmp_path, monkeypatch):

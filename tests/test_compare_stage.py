@@ -9,9 +9,9 @@ import pytest
 from gate_synth import build_workspace, gpu_training
 
 from stages import compare
-from stages.lib.bootstrap import Interval
-from stages.lib.errors import InputError
-from stages.lib.gate import Criterion, GateConfig, criterion_record
+from stages.lib.core.errors import InputError
+from stages.lib.gate.bootstrap import Interval
+from stages.lib.gate.criteria import Criterion, GateConfig, criterion_record
 
 
 @pytest.fixture

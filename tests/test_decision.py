@@ -11,9 +11,9 @@ import yaml
 from gate_synth import build_workspace, gpu_training
 
 from stages import compare, decide
-from stages.lib.bootstrap import Interval
-from stages.lib.decision import ACCEPT, DEFER, verdict
-from stages.lib.gate import GateConfig, gate_record
+from stages.lib.gate.bootstrap import Interval
+from stages.lib.gate.criteria import GateConfig, gate_record
+from stages.lib.gate.decision import ACCEPT, DEFER, verdict
 
 CRITERIA = [("prompt_holdout", "worst_prompt_qwk"), ("prompt_holdout", "mean_qwk"),
             ("prompt_holdout", "low_tail_adjacent"), ("prompt_holdout", "high_tail_adjacent"),

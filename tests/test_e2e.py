@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.lib.fold_files import FOLDS_DIR, read_fold
+from stages.lib.data.fold_files import FOLDS_DIR, read_fold
 from tests.conftest import CORPUS_DIR, REPO
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
@@ -81,13 +81,13 @@ def pipeline(tmp_path_factory):
 
 
 def test_every_stage_output_exists(pipeline):
-    for name in ["metrics/data.json", "metrics/xgb_prompt_holdout.json", "metrics/xgb_stratified_text.json",
-                 "metrics/lora_prompt_holdout.json", "metrics/adversarial_prompt_holdout.json",
-                 "metrics/groupdro_prompt_holdout.json", "metrics/gate.json", "metrics/preflight.json",
+    for name in ["metrics/data.json", "metrics/arms/xgb_prompt_holdout.json", "metrics/arms/xgb_stratified_text.json",
+                 "metrics/arms/lora_prompt_holdout.json", "metrics/arms/adversarial_prompt_holdout.json",
+                 "metrics/arms/groupdro_prompt_holdout.json", "metrics/gate.json", "metrics/preflight.json",
                  "docs/decisions/0001-transformer-track-gate.md", "reports/evaluation_report.html",
-                 "reports/xgb_prompt_holdout/residuals.md", "plots/xgb_prompt_holdout/per_prompt_qwk.csv"]:
+                 "reports/arms/xgb_prompt_holdout/residuals.md", "plots/arms/xgb_prompt_holdout/per_prompt_qwk.csv"]:
         assert (pipeline / name).is_file(), name
-    training = json.loads((pipeline / "metrics/lora_prompt_holdout_training.json").read_text())
+    training = json.loads((pipeline / "metrics/training/lora_prompt_holdout.json").read_text())
     assert training["budget"] == "cpu" and training["gate_valid"] is False
     assert "defer" in (pipeline / "docs/decisions/0001-transformer-track-gate.md").read_text()
 

@@ -1,4 +1,4 @@
-"""`stages.equivalence`: two runs' QWK, their differences and the fold-noise verdict."""
+"""`tools.equivalence`: two runs' QWK, their differences and the fold-noise verdict."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import gate_synth
 import numpy as np
 import pytest
 
-from stages import equivalence
-from stages.lib.errors import InputError
+from stages.lib.core.errors import InputError
+from tools import equivalence
 
 
 @pytest.fixture

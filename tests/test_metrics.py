@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from stages.lib import metrics as m
-from stages.lib.calibration import CutpointCalibrator, RoundingCalibrator
-from stages.lib.schema import ScoreGrid
+from stages.lib.data.schema import ScoreGrid
+from stages.lib.scoring import metrics as m
+from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator
 
 GRID = ScoreGrid(1.0, 5.0, 0.5)
 

@@ -12,7 +12,7 @@ import pytest
 from gate_synth import build_workspace, gpu_training
 
 from stages import compare, decide, figures, report
-from stages.lib.report_sections import SECTIONS
+from stages.lib.reporting.sections import SECTIONS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -41,8 +41,8 @@ def test_report_has_every_section_and_no_external_resources(built):
         assert f'<section id="{section_id}">' in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # self-contained
     assert html.count("data:image/png;base64,") >= 5
-    for figure in ("plots/arms/per_prompt_qwk_prompt_holdout.png", "plots/arms/confusion.png",
-                   "plots/arms/residual_by_band.png", "plots/gate/deltas.png"):
+    for figure in ("plots/figures/per_prompt_qwk_prompt_holdout.png", "plots/figures/confusion.png",
+                   "plots/figures/residual_by_band.png", "plots/gate/deltas.png"):
         assert (built / figure).stat().st_size > 1000
 
 

@@ -14,15 +14,15 @@ import pytest
 import torch
 from tiny_backbone import TARGETS, make_tiny_backbone, tiny_params
 
-from stages.lib.attention import SdpaMPNetEncoder, SdpaMPNetSelfAttention, use_attention
-from stages.lib.backbone import load_encoder
-from stages.lib.errors import InputError
-from stages.lib.essay_model import EssayOutput, build_essay_model
-from stages.lib.finetune_config import finetune_config, select_budget
-from stages.lib.finite import DeferredFiniteChecks, NonFiniteError
-from stages.lib.fold_files import fold_file, read_fold, scheme_folds, write_fold
-from stages.lib.objectives import GroupDRO, make_objective
-from stages.lib.trainer import _optimizer
+from stages.lib.core.errors import InputError
+from stages.lib.data.fold_files import fold_file, read_fold, scheme_folds, write_fold
+from stages.lib.encoders.attention import SdpaMPNetEncoder, SdpaMPNetSelfAttention, use_attention
+from stages.lib.encoders.backbone import load_encoder
+from stages.lib.training.essay_model import EssayOutput, build_essay_model
+from stages.lib.training.finetune_config import finetune_config, select_budget
+from stages.lib.training.finite import DeferredFiniteChecks, NonFiniteError
+from stages.lib.training.objectives import GroupDRO, make_objective
+from stages.lib.training.trainer import _optimizer
 
 
 def _tiny_mpnet():
@@ -84,7 +84,7 @@ def test_sdpa_mpnet_under_bf16_autocast_and_with_hidden_states():
 
 
 def test_sdpa_mpnet_keeps_lora_adapters_trainable():
-    from stages.lib.finetune_config import LoraSettings
+    from stages.lib.training.finetune_config import LoraSettings
 
     lora = LoraSettings(True, 4, 8, 0.0, ("q", "v"), None)
     model = build_essay_model(_tiny_mpnet(), len(TARGETS), lora, 0.0, False, attention="sdpa")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stages.lib.fold_files import FOLDS_DIR, write_fold
+from stages.lib.data.fold_files import FOLDS_DIR, write_fold
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
          "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",

@@ -1,0 +1,1 @@
+"""The corpus schema, text normalisation, cross-validation splitters and the fold files on disk."""

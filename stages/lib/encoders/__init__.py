@@ -1,0 +1,1 @@
+"""Pretrained encoders: offline-first loading and the attention kernels they run with."""

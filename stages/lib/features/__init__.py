@@ -1,0 +1,1 @@
+"""Handcrafted linguistic features and the feature store the feature-based arms read."""

@@ -1,0 +1,160 @@
+"""Render the decision record (an ADR in markdown) from the evidence; no numbers are typed by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stages.lib.gate.checklist import ChecklistItem
+from stages.lib.gate.criteria import GateConfig
+from stages.lib.gate.decision import ACCEPT, Decision
+
+RULE = """\
+Accept requires one candidate with **every** criterion evaluated, **every** point estimate at or above
+its threshold, and **gate-valid** evidence under every scheme the gate reads: GPU budget, the run marked
+gate-valid, finite training metrics, every fold present and finite, precision and device recorded.
+Evidence from the CPU budget is never gate-valid, so it can only defer.
+
+A criterion whose point estimate passes but whose paired prompt-bootstrap interval reaches below the
+threshold passes *inside the noise*. Such a pass still counts, and the verdict reads **accept
+(fragile)**: the review set its thresholds on point estimates, and with about forty prompts a rule
+requiring the interval's lower bound above +0.010 worst-prompt QWK would demand an uplift several times
+the threshold, quietly replacing the review's gate with a stricter one. The consequence of accepting is
+bounded and reversible (one constrained tuning round), so the record names the fragile criteria and
+that round must show them clear of their thresholds before any further investment."""
+
+
+def _num(value: Any, signed: bool = False) -> str:
+    if not isinstance(value, int | float) or value != value:
+        return "—"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def evidence_rows(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | None]) -> list[list[str]]:
+    rows = []
+    for arm in (cfg.reference, *cfg.candidates):
+        for scheme in cfg.schemes:
+            s = arm_metrics.get(f"{arm}_{scheme}")
+            if s is None:
+                rows.append([arm, scheme, "not run", "—", "—", "—", "—", "—"])
+                continue
+            rows.append([arm, scheme, str(s["n_essays"]), f"{_num(s['qwk']['mean'])} ± {_num(s['qwk']['std'])}",
+                         _num(s["qwk"]["pooled"]), _num(s["worst_prompt_qwk"]), _num(s["tails"]["low_adjacent"]),
+                         _num(s["tails"]["high_adjacent"])])
+    return rows
+
+
+def criteria_rows(cfg: GateConfig, gate: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for arm in cfg.candidates:
+        for c in cfg.criteria:
+            key = c.key(arm)
+            if not gate.get(f"{key}.evaluated"):
+                rows.append([arm, c.scheme, c.metric, "not run", "—", f"≥ {c.threshold:+.3f}", "not evaluated"])
+                continue
+            status = "pass" if gate[f"{key}.pass"] else "fail"
+            if gate[f"{key}.pass"] and not gate[f"{key}.robust_pass"]:
+                status = "pass (inside the noise)"
+            rows.append([arm, c.scheme, c.metric, _num(gate[f"{key}.delta"], True),
+                         f"{_num(gate[f'{key}.ci_low'], True)} to {_num(gate[f'{key}.ci_high'], True)}",
+                         f"≥ {c.threshold:+.3f}", status])
+    return rows
+
+
+def validity_rows(cfg: GateConfig, training: dict[str, dict[str, Any] | None], decision: Decision) -> list[list[str]]:
+    valid = {a.arm: a for a in decision.arms}
+    rows = []
+    for arm in cfg.candidates:
+        for scheme in cfg.schemes:
+            t = training.get(f"{arm}_{scheme}")
+            if t is None:
+                rows.append([arm, scheme, "not run", "—", "—", "—", "—", "no"])
+                continue
+            folds = t.get("folds")
+            problems = [p.split(": ", 1)[1] for p in valid[arm].validity if p.startswith(f"{scheme}: ")] \
+                if arm in valid else []
+            rows.append([arm, scheme, str(t.get("budget", "—")), str(t.get("device", "—")),
+                         str(t.get("precision", "—")), str(t.get("finite", "—")),
+                         str(len(folds)) if isinstance(folds, list) else "—",
+                         "yes" if not problems else "no: " + "; ".join(problems)])
+    return rows
+
+
+def outcome(decision: Decision, cfg: GateConfig) -> tuple[str, str]:
+    """The verdict sentence and its consequences."""
+    if decision.verdict == ACCEPT:
+        arm = next(a for a in decision.arms if a.arm == decision.chosen)
+        text = (f"**{decision.label}** — `{decision.chosen}` clears every criterion against `{cfg.reference}` on "
+                "gate-valid evidence. Continue the transformer track with one constrained tuning round.")
+        consequences = [f"One constrained tuning round of `{decision.chosen}` (same splits, same gate); no open-ended "
+                        "search.", "The heavier training stack (transformers, peft, accelerate) is adopted for that "
+                        "round only."]
+        if arm.inside_noise:
+            consequences.append("Fragile: " + ", ".join(f"`{c}`" for c in arm.inside_noise) + " pass inside the "
+                                "noise; the tuning round must show them clear of their thresholds, or the track "
+                                "is deferred.")
+        return text, "\n".join(f"- {c}" for c in consequences)
+    passing_but_invalid = [a.arm for a in decision.arms if a.evaluated and a.passed and not a.gate_valid]
+    text = f"**defer** — no justified uplift over `{cfg.reference}`; the transformer track is deferred."
+    if passing_but_invalid:
+        text += (" " + ", ".join(f"`{a}`" for a in passing_but_invalid) + " clear the numbers but the evidence is "
+                 "not gate-valid (e.g. CPU budget), which can never yield accept.")
+    consequences = [f"`{cfg.reference}` stays the production scorer; the heavier training stack is not adopted.",
+                    "Revisit only with new gate-valid evidence (GPU budget, both schemes, every fold finite): "
+                    "`dvc repro` re-renders this record."]
+    return text, "\n".join(f"- {c}" for c in consequences)
+
+
+def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checklist: list[ChecklistItem],
+               arm_metrics: dict[str, dict[str, Any] | None], training: dict[str, dict[str, Any] | None],
+               date: str | None) -> str:
+    """The whole decision record."""
+    pct = round(100 * cfg.confidence)
+    text, consequences = outcome(decision, cfg)
+    lines = [
+        "# ADR 0001: Continue or defer the transformer scoring track",
+        "",
+        f"- Status: decided — **{decision.label}**",
+        f"- Date: {date[:10] if date else 'unknown'} (latest evidence run{', ' + date if date else ''})",
+        "- Generated by the `decide` stage from `metrics/gate.json` and the runs' metadata; regenerate with "
+        "`dvc repro`, never edit by hand.",
+        "",
+        "## Context",
+        "",
+        "Does a fine-tuned transformer (LoRA, with and without prompt invariance) justify its heavier training "
+        f"stack over the `{cfg.reference}` reference, on essays written to prompts the model has never seen? The "
+        "risk is that fine-tuning learns prompt shortcuts, which hurts exactly the worst prompts. Criteria, each "
+        "a candidate − reference delta:",
+        "",
+        *(f"- `{c.scheme}` · `{c.metric}` ≥ {c.threshold:+.3f}" for c in cfg.criteria),
+        "",
+        f"Per-prompt QWK counts prompts with at least {cfg.metric_config.min_prompt_n} essays; worst-prompt QWK is "
+        f"the mean of the bottom {cfg.metric_config.bottom_k}. Tails: truth ≤ {cfg.metric_config.low_tail} and ≥ "
+        f"{cfg.metric_config.high_tail}. Each delta carries a paired {pct}% percentile interval from "
+        f"{cfg.n_resamples} bootstrap resamples of prompts (clusters), not essays.",
+        "",
+        "## Review checklist",
+        "",
+    ]
+    for item in checklist:
+        lines.append(f"- {item.box} {item.number}. {item.text}")
+        lines += [f"  - {e}" for e in item.evidence]
+        if item.note:
+            lines.append(f"  - not done: {item.note}")
+    lines += ["", "## Evidence", "", "Agreement by arm (primary target; QWK mean ± SD over folds):", ""]
+    lines += _table(["arm", "scheme", "essays", "mean QWK", "pooled QWK", "worst-prompt QWK", "low-tail adjacent",
+                     "high-tail adjacent"], evidence_rows(cfg, arm_metrics))
+    lines += ["", f"Gate criteria (candidate − `{cfg.reference}`, paired {pct}% prompt-bootstrap interval):", ""]
+    lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "threshold", "result"],
+                    criteria_rows(cfg, gate))
+    lines += ["", "Gate validity of the candidates' runs:", ""]
+    lines += _table(["candidate", "scheme", "budget", "device", "precision", "finite", "folds", "gate-valid"],
+                    validity_rows(cfg, training, decision))
+    lines += ["", "## Decision", "", text, ""]
+    lines += [f"- {r}" for r in decision.reasons] or ["- every candidate clears the gate robustly"]
+    lines += ["", "### Decision rule", "", RULE, "", "## Consequences", "", consequences, ""]
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Paired cluster bootstrap of the gate metrics: prompts (not essays) are resampled with replacement,
+and each metric is recomputed for the candidate and the reference on the same draw.
+
+Each arm is reduced once to integer confusion matrices per (prompt, fold); a resample is a weighted
+sum of those matrices (weight = how often the prompt was drawn), so thousands of resamples cost
+milliseconds. Point estimates use weight 1 for every prompt and equal `evaluation.summarise`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from stages.lib.core.errors import InputError
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.scoring import metrics as m
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """The evaluation settings the gate metrics depend on (from `params.evaluate`)."""
+
+    min_prompt_n: int
+    bottom_k: int
+    low_tail: float
+    high_tail: float
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """One arm's predictions reduced to per-prompt aggregates (primary target, prompts in a fixed order)."""
+
+    prompts: tuple[str, ...]
+    fold_confusion: np.ndarray  # (prompts, folds, k, k) on the global grid, as `evaluation.fold_qwk`
+    prompt_qwk: np.ndarray  # (prompts,) QWK of each prompt on its own grid, as `evaluation.per_prompt_table`
+    prompt_n: np.ndarray  # (prompts,) essays per prompt
+    tail_counts: np.ndarray  # (prompts, 4): low-tail n, low-tail adjacent, high-tail n, high-tail adjacent
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A paired delta (candidate − reference) with its percentile bootstrap interval."""
+
+    candidate: float
+    reference: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    n_valid: int
+
+
+def align_pair(candidate: pd.DataFrame, reference: pd.DataFrame, schema: DatasetSchema, arm: str,
+               scheme: str) -> pd.DataFrame:
+    """The candidate's rows in the reference's essay order; an `InputError` naming the arm and scheme
+    unless both cover the same essays with the same folds, prompts and human scores."""
+    ref_ids, cand_ids = set(reference["essay_id"]), set(candidate["essay_id"])
+    if ref_ids != cand_ids:
+        raise InputError(
+            f"{arm}/{scheme}: predictions cover {len(cand_ids)} essays, the reference {len(ref_ids)}; "
+            f"{len(ref_ids - cand_ids)} missing, {len(cand_ids - ref_ids)} extra (arms must share the same essays)")
+    aligned = candidate.set_index("essay_id").loc[reference["essay_id"]].reset_index()
+    for column in ("fold", "prompt", f"true_{schema.primary}"):
+        differs = aligned[column].to_numpy() != reference[column].to_numpy()
+        if differs.any():
+            essay = reference["essay_id"].to_numpy()[np.flatnonzero(differs)[0]]
+            raise InputError(f"{arm}/{scheme}: column {column} differs from the reference on {int(differs.sum())} "
+                             f"essays (first: {essay}); arms must use the same splits and labels")
+    return aligned
+
+
+def arm_counts(frame: pd.DataFrame, schema: DatasetSchema, prompts: Sequence[str], folds: Sequence[int],
+               cfg: MetricConfig) -> ArmCounts:
+    """Reduce one predictions table to the aggregates every resample sums over."""
+    p, grid = schema.primary, schema.grid
+    k = grid.n_categories
+    prompt_index = {name: i for i, name in enumerate(prompts)}
+    fold_index = {int(f): j for j, f in enumerate(folds)}
+    unknown = sorted(set(frame["prompt"]) - set(prompts)) + sorted(set(frame["fold"].astype(int)) - set(fold_index))
+    if unknown:
+        raise InputError(f"predictions: prompt(s)/fold(s) outside the given lists: {unknown}")
+    pi = frame["prompt"].map(prompt_index).to_numpy(dtype=int)
+    fi = frame["fold"].astype(int).map(fold_index).to_numpy(dtype=int)
+    t_cat, g_cat = grid.to_category(frame[f"true_{p}"].to_numpy()), grid.to_category(frame[f"grid_{p}"].to_numpy())
+    off_grid = (t_cat < 0) | (t_cat >= k) | (g_cat < 0) | (g_cat >= k)
+    if off_grid.any():
+        raise InputError(f"predictions: scores outside the global grid for prompt(s) "
+                         f"{sorted(set(frame['prompt'][off_grid]))}; the gate does not support per-prompt grids")
+    cell = ((pi * len(folds) + fi) * k + t_cat) * k + g_cat
+    shape = (len(prompts), len(folds), k, k)
+    fold_confusion = np.bincount(cell, minlength=int(np.prod(shape))).reshape(shape)
+
+    points = grid.points()
+    low_rows, high_rows = points <= cfg.low_tail + 1e-9, points >= cfg.high_tail - 1e-9
+    idx = np.arange(k)
+    adjacent = np.abs(idx[:, None] - idx[None, :]) <= 1
+    by_prompt = fold_confusion.sum(axis=1)
+    tail_counts = np.stack([
+        by_prompt[:, low_rows].sum(axis=(1, 2)), (by_prompt * adjacent)[:, low_rows].sum(axis=(1, 2)),
+        by_prompt[:, high_rows].sum(axis=(1, 2)), (by_prompt * adjacent)[:, high_rows].sum(axis=(1, 2)),
+    ], axis=1)
+
+    prompt_qwk = np.full(len(prompts), np.nan)
+    for name, rows in frame.groupby("prompt").indices.items():
+        group = frame.iloc[rows]
+        prompt_qwk[prompt_index[name]] = m.qwk(group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy(),
+                                               schema.grid_for(name))
+    return ArmCounts(tuple(prompts), fold_confusion, prompt_qwk, by_prompt.sum(axis=(1, 2)), tail_counts)
+
+
+def _mean_qwk(arm: ArmCounts, weights: np.ndarray, draws: np.ndarray, cfg: MetricConfig) -> np.ndarray:
+    """Mean over folds of each fold's QWK, the fold's matrix being the weighted sum over prompts."""
+    summed = np.tensordot(weights, arm.fold_confusion, axes=(1, 0))  # (resamples, folds, k, k)
+    per_fold = m.qwk_from_confusion(summed)
+    finite = np.isfinite(per_fold)
+    with np.errstate(invalid="ignore"):
+        return np.where(finite.any(axis=1), np.where(finite, per_fold, 0).sum(axis=1) / finite.sum(axis=1), np.nan)
+
+
+def _worst_prompt_qwk(arm: ArmCounts, weights: np.ndarray, draws: np.ndarray, cfg: MetricConfig) -> np.ndarray:
+    """Mean of the `bottom_k` lowest eligible prompt QWKs, each drawn prompt counting as its own cluster."""
+    eligible = (arm.prompt_n >= cfg.min_prompt_n) & np.isfinite(arm.prompt_qwk)
+    values = np.where(eligible, arm.prompt_qwk, np.inf)[draws]
+    bottom = np.sort(values, axis=1)[:, : cfg.bottom_k]
+    finite = np.isfinite(bottom)
+    with np.errstate(invalid="ignore"):
+        return np.where(finite.any(axis=1), np.where(finite, bottom, 0).sum(axis=1) / finite.sum(axis=1), np.nan)
+
+
+def _tail(column: int) -> Callable[[ArmCounts, np.ndarray, np.ndarray, MetricConfig], np.ndarray]:
+    def tail_adjacent(arm: ArmCounts, weights: np.ndarray, draws: np.ndarray, cfg: MetricConfig) -> np.ndarray:
+        counts = weights @ arm.tail_counts[:, column: column + 2]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts[:, 0] > 0, counts[:, 1] / counts[:, 0], np.nan)
+    return tail_adjacent
+
+
+METRICS: dict[str, Callable[[ArmCounts, np.ndarray, np.ndarray, MetricConfig], np.ndarray]] = {
+    "mean_qwk": _mean_qwk,
+    "worst_prompt_qwk": _worst_prompt_qwk,
+    "low_tail_adjacent": _tail(0),
+    "high_tail_adjacent": _tail(2),
+}
+
+
+def point_estimate(arm: ArmCounts, metric: str, cfg: MetricConfig) -> float:
+    """The metric on the data as observed (every prompt once)."""
+    n = len(arm.prompts)
+    return float(METRICS[metric](arm, np.ones((1, n)), np.arange(n)[None, :], cfg)[0])
+
+
+def resample_prompts(n_prompts: int, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt draws (resamples, prompts) with replacement, and the matching per-prompt weights (draw counts)."""
+    draws = rng.integers(0, n_prompts, size=(n_resamples, n_prompts))
+    weights = np.zeros((n_resamples, n_prompts))
+    np.add.at(weights, (np.arange(n_resamples)[:, None], draws), 1.0)
+    return draws, weights
+
+
+def paired_bootstrap(candidate: ArmCounts, reference: ArmCounts, metrics: Sequence[str], cfg: MetricConfig,
+                     n_resamples: int, confidence: float, rng: np.random.Generator) -> dict[str, Interval]:
+    """Per metric: both arms' point estimates, their delta, and a percentile interval of the delta over
+    `n_resamples` paired prompt resamples (all metrics share the same draws)."""
+    if candidate.prompts != reference.prompts:
+        raise InputError("paired bootstrap: arms must be aggregated over the same prompts in the same order")
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise InputError(f"params.yaml: gate criteria name unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+    draws, weights = resample_prompts(len(reference.prompts), n_resamples, rng)
+    alpha = (1.0 - confidence) / 2.0
+    out = {}
+    for metric in metrics:
+        cand, ref = point_estimate(candidate, metric, cfg), point_estimate(reference, metric, cfg)
+        deltas = METRICS[metric](candidate, weights, draws, cfg) - METRICS[metric](reference, weights, draws, cfg)
+        deltas = deltas[np.isfinite(deltas)]
+        low, high = (np.quantile(deltas, [alpha, 1.0 - alpha]) if len(deltas) else (np.nan, np.nan))
+        out[metric] = Interval(cand, ref, cand - ref, float(low), float(high), len(deltas))
+    return out

@@ -1,0 +1,147 @@
+"""The gate's decision rule, as a pure function from the compare record and the candidates' training
+metadata to a verdict with its reasons.
+
+Rule: accept when some candidate has every criterion evaluated, every point estimate at or above its
+threshold, and gate-valid evidence (GPU budget, marked gate-valid, finite, every fold complete and
+finite, precision and device recorded) under every scheme the gate reads. A passing criterion whose
+interval's lower bound falls below the threshold passes *inside the noise*: the verdict stays accept,
+labelled "accept (fragile)", and the record names the criteria the tuning round must re-check.
+CPU-budget evidence is never gate-valid, so it can only defer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stages.lib.gate.criteria import criteria_in
+
+ACCEPT, DEFER = "accept", "defer"
+
+
+@dataclass(frozen=True)
+class ArmAssessment:
+    """One candidate judged against the gate."""
+
+    arm: str
+    run: bool  # at least one criterion evaluated
+    evaluated: bool  # every criterion evaluated
+    passed: bool  # every point estimate passes
+    robust: bool  # and every interval's lower bound too
+    gate_valid: bool
+    failed: tuple[str, ...] = ()
+    inside_noise: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    validity: tuple[str, ...] = ()  # why the evidence is not gate-valid
+
+    @property
+    def accepted(self) -> bool:
+        return self.evaluated and self.passed and self.gate_valid
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str  # ACCEPT or DEFER
+    chosen: str | None
+    fragile: bool
+    arms: tuple[ArmAssessment, ...]
+    reasons: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return "accept (fragile)" if self.verdict == ACCEPT and self.fragile else self.verdict
+
+    @property
+    def gate_valid(self) -> bool:
+        """Whether any candidate's evidence is gate-valid."""
+        return any(a.gate_valid for a in self.arms)
+
+
+def validity_problems(training: dict[str, Any] | None, expected_folds: int | None) -> list[str]:
+    """Why one run's training metadata is not gate-valid evidence (empty when it is)."""
+    if training is None:
+        return ["no training metadata"]
+    problems = []
+    if training.get("budget") != "gpu":
+        problems.append(f"budget {training.get('budget')!r} (only GPU-budget runs are gate-valid)")
+    if training.get("gate_valid") is not True:
+        problems.append("run not marked gate_valid")
+    if training.get("finite") is not True:
+        problems.append("training metrics not finite")
+    for key in ("precision", "device"):
+        if not training.get(key):
+            problems.append(f"{key} not recorded")
+    if training.get("complete") is False:
+        problems.append("run marked incomplete (not every configured fold)")
+    folds = training.get("folds")  # fold ids or per-fold records
+    if not isinstance(folds, list):
+        problems.append("per-fold record missing")
+    else:
+        if expected_folds is not None and len(folds) != expected_folds:
+            problems.append(f"{len(folds)} of {expected_folds} folds recorded")
+        bad = [str(f.get("fold", i)) for i, f in enumerate(folds)
+               if isinstance(f, dict) and (f.get("finite") is False or f.get("complete") is False)]
+        if bad:
+            problems.append(f"fold(s) {', '.join(bad)} non-finite or incomplete")
+    return problems
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:+.3f}" if isinstance(value, int | float) else "n/a"
+
+
+def assess(arm: str, gate: dict[str, Any], pairs: list[tuple[str, str]],
+           training: dict[str, dict[str, Any] | None]) -> ArmAssessment:
+    """Judge one candidate; `training` maps "<arm>_<scheme>" to its training metadata (None if absent)."""
+    failed, noisy, missing, evaluated_any = [], [], [], False
+    for scheme, metric in pairs:
+        key = f"{arm}.{scheme}.{metric}"
+        if not gate.get(f"{key}.evaluated"):
+            missing.append(f"{scheme}.{metric}")
+            continue
+        evaluated_any = True
+        if not gate.get(f"{key}.pass"):
+            failed.append(f"{scheme}.{metric}")
+        elif not gate.get(f"{key}.robust_pass"):
+            noisy.append(f"{scheme}.{metric}")
+    validity = []
+    for scheme in dict.fromkeys(s for s, _ in pairs):
+        expected = gate.get(f"{arm}.{scheme}.n_folds")
+        validity += [f"{scheme}: {p}" for p in validity_problems(training.get(f"{arm}_{scheme}"), expected)]
+    evaluated = bool(pairs) and not missing
+    return ArmAssessment(arm, evaluated_any, evaluated, evaluated and not failed,
+                         evaluated and not failed and not noisy, not validity, tuple(failed), tuple(noisy),
+                         tuple(missing), tuple(validity))
+
+
+def reasons_for(a: ArmAssessment, gate: dict[str, Any]) -> list[str]:
+    """Plain-language reasons behind one candidate's assessment."""
+    if not a.run:
+        return [f"{a.arm}: not run"]
+    out = []
+    for name in a.failed:
+        key = f"{a.arm}.{name}"
+        out.append(f"{a.arm}: {name} fails (delta {_fmt(gate.get(f'{key}.delta'))} < threshold "
+                   f"{_fmt(gate.get(f'{key}.threshold'))})")
+    for name in a.inside_noise:
+        key = f"{a.arm}.{name}"
+        out.append(f"{a.arm}: {name} passes inside the noise (delta {_fmt(gate.get(f'{key}.delta'))}, interval "
+                   f"{_fmt(gate.get(f'{key}.ci_low'))} to {_fmt(gate.get(f'{key}.ci_high'))} crosses "
+                   f"{_fmt(gate.get(f'{key}.threshold'))})")
+    out += [f"{a.arm}: {name} not evaluated (no run under that scheme)" for name in a.missing]
+    if a.validity:
+        out.append(f"{a.arm}: evidence not gate-valid ({'; '.join(a.validity)})")
+    return out
+
+
+def verdict(gate: dict[str, Any], training: dict[str, dict[str, Any] | None]) -> Decision:
+    """Accept or defer from the compare record `gate` (metrics/gate.json) and `training`, which maps
+    "<arm>_<scheme>" to that run's training metadata (None or absent when not run)."""
+    arms = tuple(assess(arm, gate, pairs, training) for arm, pairs in criteria_in(gate).items())
+    accepted = [a for a in arms if a.accepted]
+    reasons = [r for a in arms for r in reasons_for(a, gate)]
+    if not accepted:
+        if not any(a.run for a in arms):
+            reasons.insert(0, "no candidate arm has been run")
+        return Decision(DEFER, None, False, arms, tuple(reasons))
+    chosen = next((a for a in accepted if a.robust), accepted[0])
+    return Decision(ACCEPT, chosen.arm, not chosen.robust, arms, tuple(reasons))

@@ -1,0 +1,66 @@
+"""Where each arm's evidence lives, read with "not run" as an explicit answer rather than an error:
+evaluate's metrics file, the training stage's metadata, and the lock file's output hashes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stages.lib.core.errors import InputError
+from stages.lib.core.paths import LOCK, metrics_path, training_path
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object at `path`, or None when the file is absent; an `InputError` when it is malformed."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return value
+
+
+def read_required_json(path: Path, produced_by: str) -> dict[str, Any]:
+    value = read_json(path)
+    if value is None:
+        raise InputError(f"{path}: not found (run the {produced_by} stage)")
+    return value
+
+
+def load_arm_files(arms: list[str], schemes: list[str], kind: str = "metrics") -> dict[str, dict[str, Any] | None]:
+    """`{"<arm>_<scheme>": metrics or training dict, or None when not run}` for every pair."""
+    path = metrics_path if kind == "metrics" else training_path
+    return {f"{a}_{s}": read_json(path(a, s)) for a in arms for s in schemes}
+
+
+@dataclass(frozen=True)
+class LockedOutput:
+    stage: str
+    md5: str
+
+
+def lock_outputs(path: Path = LOCK) -> dict[str, LockedOutput]:
+    """Output path -> (stage, md5) from `dvc.lock`, read at run time (it is not a dependency: it changes on
+    every run). Empty when the pipeline has not been reproduced yet."""
+    if not path.is_file():
+        return {}
+    lock = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    outputs = {}
+    for stage, body in (lock.get("stages") or {}).items():
+        for out in (body or {}).get("outs") or []:
+            outputs[str(out["path"]).rstrip("/")] = LockedOutput(stage, str(out.get("md5", "")))
+    return outputs
+
+
+def latest_finish(*records: dict[str, Any] | None) -> str | None:
+    """The latest `run.finished_utc` among the records (the evidence's date, not the render time)."""
+    stamps = [r["run"]["finished_utc"] for r in records
+              if r and isinstance(r.get("run"), dict) and r["run"].get("finished_utc")]
+    return max(stamps) if stamps else None

@@ -1,0 +1,1 @@
+"""The HTML report's builders and sections, and the static figures."""

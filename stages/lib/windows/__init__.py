@@ -1,0 +1,1 @@
+"""Sliding windows over long essays, mean pooling, and whole-essay batches (no truncation)."""
