@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 . .venv/bin/activate
 dvc repro "$@"
-dvc metrics show
+cat reports/summary.txt  # the first screen (report stage): verdict, one row per arm × scheme, the report's path

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,14 @@ def verify(path: Path, expected: str | None, label: str | None = None) -> None:
         print(f"warning: no sha256 configured for {name}; not verified")
         return
     actual = sha256_of(path)
-    if actual != expected:
+    if actual != expected.lower():
         raise InputError(f"{name}: sha256 {actual} does not match the expected {expected}")
 
 
 def extract_member(archive: Path, member: str, password: str | None, dest: Path) -> None:
-    """Extract one member of a (possibly ZipCrypto-encrypted) zip archive to `dest`."""
+    """Extract one member of a (possibly ZipCrypto-encrypted) zip archive to `dest`. Every failure to read
+    it (bad password, also one that passes ZipCrypto's one-byte check; bad CRC; truncated or corrupt data)
+    is one `InputError` line naming the archive."""
     try:
         with zipfile.ZipFile(archive) as zf:
             names = {Path(n).name: n for n in zf.namelist()}
@@ -46,8 +49,14 @@ def extract_member(archive: Path, member: str, password: str | None, dest: Path)
             pwd = password.encode() if password else None
             with zf.open(names[member], pwd=pwd) as src, dest.open("wb") as out:
                 shutil.copyfileobj(src, out)
-    except (zipfile.BadZipFile, RuntimeError) as exc:
-        raise InputError(f"{archive}: cannot extract {member}: {exc}") from exc
+    except (zipfile.BadZipFile, zlib.error, RuntimeError, EOFError) as exc:
+        reason = str(exc) or ("the data ends early (truncated)" if isinstance(exc, EOFError) else "")
+        kind = "zlib.error" if isinstance(exc, zlib.error) else type(exc).__name__
+        detail = " ".join(f"cannot extract {member}: {kind}: {reason}".split())
+        raise InputError(f"{archive}: wrong password or corrupt archive ({detail})") from exc
+    except NotImplementedError as exc:
+        raise InputError(f"{archive}: cannot extract {member} with Python's zipfile ({exc}); extract it "
+                         "yourself and point corpus.source at the CSV") from exc
 
 
 def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:

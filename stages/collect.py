@@ -1,7 +1,8 @@
 """Stage `collect`: concatenate one arm's fold runs for a scheme into the shared predictions table
-`data/predictions/<arm>_<scheme>.parquet` and summarise the training evidence in
-`metrics/<arm>_<scheme>_training.json` (budget, gate validity, device, precision, seed, wall times,
-finiteness, pooled truncation coverage, leakage versus chance)."""
+`data/predictions/<arm>_<scheme>.parquet` and record the training evidence in
+`metrics/training/<arm>_<scheme>.json` (`stages.lib.scoring.training_record`: budget, gate validity, device,
+precision, seed, per fold the wall time, settings and the NaN/inf checks performed; pooled truncation
+coverage, leakage versus chance)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from stages.lib.core.paths import predictions_path, run_dir, training_path
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.predictions import validate_predictions
+from stages.lib.scoring.training_record import FoldRecord, TrainingRecord, build_record
 from stages.lib.training.finetune_config import ARMS, SCHEMES, finetune_config
 from stages.lib.training.runs import PREDICTIONS, TOKENS, TRAIN_LOG
 from stages.lib.windows.chunking import coverage_report
 
-_SAME_ACROSS_FOLDS = ("budget", "gate_valid", "backbone", "device", "seed", "windows")
+_SAME_ACROSS_FOLDS = ("budget", "gate_valid", "backbone", "seed")  # device, precision, settings: `build_record`
 
 
 def read_run(arm: str, scheme: str, fold: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -37,43 +39,52 @@ def read_run(arm: str, scheme: str, fold: int) -> tuple[pd.DataFrame, pd.DataFra
     return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), json.loads(paths[2].read_text(encoding="utf-8"))
 
 
-def summarise(logs: list[dict[str, Any]], tokens: pd.DataFrame) -> dict[str, Any]:
-    """The training evidence of all folds; folds trained under different settings fail."""
+def fold_record(log: dict[str, Any], where: str) -> FoldRecord:
+    """One fold's entry of the training record, from its training log."""
+    if "finite_checks" not in log:
+        raise InputError(f"{where}: no finite_checks (written by an older finetune; rerun the fold)")
+    training = log["training"]
+    return FoldRecord(
+        fold=int(log["fold"]), seconds=round(float(log["seconds"]["total"]), 1), device=str(log["device"]),
+        precision=str(log["precision"]["used"]), steps=int(training["micro_batches"]),
+        essays_scored=int(log["n_essays"]["val"]), finite_checks={k: int(v) for k, v in log["finite_checks"].items()},
+        settings={"windows": log["windows"], "hyperparameters": log["hyperparameters"]},
+        details={
+            "trained_essays": log["n_essays"]["trained"],
+            "optimizer_steps": training["optimizer_steps"],
+            "final_loss": float(np.mean(training["step_loss"][-10:])) if training["step_loss"] else None,
+            "val_qwk_primary": next(v for k, v in log.items() if k.startswith("val_qwk_")),
+            "precision_detail": log["precision"],
+            "seconds": {k: round(float(v), 1) for k, v in log["seconds"].items()},
+            "diagnostics": {**log["diagnostics"]["prompt_leakage"], **log["diagnostics"]["objective"]},
+        })
+
+
+def summarise(arm: str, scheme: str, logs: list[dict[str, Any]], tokens: pd.DataFrame, expected_folds: list[int],
+              n_essays: int, run: dict[str, Any]) -> TrainingRecord:
+    """The training record of all folds; folds trained under different settings fail."""
     first = logs[0]
     for log in logs[1:]:
         for key in _SAME_ACROSS_FOLDS:
             if log[key] != first[key]:
                 raise InputError(f"fold {log['fold']} has {key}={log[key]!r} but fold {first['fold']} has "
                                  f"{first[key]!r}; rerun every fold under one setting")
+    folds = [fold_record(log, str(run_dir(arm, scheme, log["fold"]) / TRAIN_LOG)) for log in logs]
     windows = first["windows"]
     val = tokens[tokens["split"] == "val"]["n_tokens"].to_numpy()
-    leakage = [{**log["diagnostics"]["prompt_leakage"], **log["diagnostics"]["objective"]} for log in logs]
-    summary: dict[str, Any] = {
-        **{key: first[key] for key in _SAME_ACROSS_FOLDS},
-        "arm": first["arm"],
-        "scheme": first["scheme"],
-        "folds": [log["fold"] for log in logs],
-        "precision": sorted({log["precision"]["used"] for log in logs}),
-        "precision_detail": first["precision"],
-        "finite": all(log["finite"] for log in logs),
-        "wall_seconds": {f"fold_{log['fold']}": round(log["seconds"]["total"], 1) for log in logs},
-        "wall_seconds_total": round(sum(log["seconds"]["total"] for log in logs), 1),
-        "trained_essays_per_fold": [log["n_essays"]["trained"] for log in logs],
-        "micro_batches_per_fold": [log["training"]["micro_batches"] for log in logs],
-        "final_loss_per_fold": [float(np.mean(log["training"]["step_loss"][-10:])) for log in logs],
-        "val_qwk_primary_per_fold": [next(v for k, v in log.items() if k.startswith("val_qwk_")) for log in logs],
+    leakage = [f.details["diagnostics"] for f in folds]
+    details: dict[str, Any] = {
+        "wall_seconds_total": round(sum(f.seconds for f in folds), 1),
         "truncation_coverage": coverage_report(val, windows["content_window"], windows["stride"]),
         "prompt_leakage": {
             key: _mean([entry.get(key) for entry in leakage])
             for key in ("probe_accuracy", "adversary_accuracy", "chance", "majority_rate")
             if any(entry.get(key) is not None for entry in leakage)
         },
-        "hyperparameters": first["hyperparameters"],
     }
-    weights = [log["diagnostics"]["objective"].get("top_weighted") for log in logs]
-    if any(weights):
-        summary["groupdro_top_weighted_prompts_per_fold"] = weights
-    return summary
+    return build_record(arm=arm, scheme=scheme, budget=first["budget"], gate_valid=first["gate_valid"],
+                        backbone=first["backbone"], seed=first["seed"], folds=folds, expected_folds=expected_folds,
+                        n_essays=n_essays, details=details, run=run)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -81,18 +92,16 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any]) -> dict[str, Any]:
+def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any]) -> TrainingRecord:
     schema = DatasetSchema.from_params(params)
     runs = [read_run(arm, scheme, fold) for fold in folds]
     table = pd.concat([r[0] for r in runs], ignore_index=True)
     validate_predictions(table, schema, f"{arm}/{scheme} folds {folds}")
-    summary = summarise([r[2] for r in runs], pd.concat([r[1] for r in runs], ignore_index=True))
-    summary["n_essays"] = len(table)
-    summary["complete"] = sorted(folds) == sorted(finetune_config(params).folds)
-    summary["run"] = run_info(int(params["seed"]))
+    record = summarise(arm, scheme, [r[2] for r in runs], pd.concat([r[1] for r in runs], ignore_index=True),
+                       list(finetune_config(params).folds), len(table), run_info(int(params["seed"])))
     write_parquet(predictions_path(arm, scheme), table)
-    write_json(training_path(arm, scheme), summary)
-    return summary
+    write_json(training_path(arm, scheme), record.to_dict())
+    return record
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,9 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_params()
     folds = args.folds or list(finetune_config(params).folds)
-    summary = collect(args.arm, args.scheme, folds, params)
-    print(f"{args.arm}_{args.scheme}: {summary['n_essays']} essays from folds {folds}; budget {summary['budget']} "
-          f"(gate_valid={summary['gate_valid']}), {summary['wall_seconds_total']:.0f}s of training runs")
+    record = collect(args.arm, args.scheme, folds, params)
+    print(f"{args.arm}_{args.scheme}: {record.n_essays} essays from folds {folds}; budget {record.budget} "
+          f"(gate_valid={record.gate_valid}), {record.details['wall_seconds_total']:.0f}s of training runs; "
+          f"finite checks: {record.finite_summary()}")
 
 
 if __name__ == "__main__":

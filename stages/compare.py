@@ -1,6 +1,7 @@
 """Stage `compare`: each candidate arm against the reference arm under every gate scheme, as paired
 deltas with prompt-cluster bootstrap intervals and per-criterion pass/fail. Writes the flat record
-`metrics/gate.json` and the plot data `plots/gate/deltas.csv`. A candidate whose predictions table is
+`metrics/gate.json`, the plot data `plots/gate/deltas.csv` and the gate's figure `plots/gate/deltas.png`
+(the report only embeds it). A candidate whose predictions table is
 absent is recorded as not run (its criteria `evaluated: 0`), never an error."""
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import numpy as np
 from stages.lib.core.atomic import write_csv, write_json
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
-from stages.lib.core.paths import GATE, GATE_DELTAS, predictions_path
+from stages.lib.core.paths import GATE, GATE_DELTAS, GATE_FIGURE, predictions_path
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.bootstrap import Interval, align_pair, arm_counts, paired_bootstrap
 from stages.lib.gate.criteria import GateConfig, deltas_table, gate_record
+from stages.lib.reporting.figures import gate_figure, save_png
 from stages.lib.scoring.predictions import read_predictions
 
 
@@ -58,7 +60,9 @@ def main() -> None:
     cfg = GateConfig.from_params(params)
     record = compare(cfg, DatasetSchema.from_params(params))
     write_json(GATE, record)
-    write_csv(GATE_DELTAS, deltas_table(record))
+    deltas = deltas_table(record)
+    write_csv(GATE_DELTAS, deltas)
+    save_png(gate_figure(deltas, f"Gate: candidate − {cfg.reference}"), GATE_FIGURE)
     for candidate in cfg.candidates:
         state = ("pass" if record[f"{candidate}.pass"] else "fail") if record[f"{candidate}.evaluated"] else \
             f"incomplete ({record[f'{candidate}.n_evaluated']}/{record[f'{candidate}.n_criteria']} criteria evaluated)"

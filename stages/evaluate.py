@@ -1,6 +1,8 @@
 """Stage `evaluate` (shared by every arm): read only the arm's predictions table and write
-`metrics/<arm>_<scheme>.json`, a residual-diagnostics report and per-essay residual rows under
-`reports/<arm>_<scheme>/`, and plot data for `dvc plots` under `plots/<arm>_<scheme>/`."""
+`metrics/arms/<arm>_<scheme>.json`; under `reports/arms/<arm>_<scheme>/` the per-essay residual rows, one
+named table per analysis (`stages.lib.core.paths.ARM_TABLES`: descriptives, score distribution, subgroup
+SMD/DSM, residual breakdowns, confusion matrix — every statistic the report shows) and a residual-diagnostics
+report; and plot data for `dvc plots` under `plots/arms/<arm>_<scheme>/`."""
 
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ import pandas as pd
 from stages.lib.core.atomic import write_csv, write_json, write_text
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
-from stages.lib.core.paths import arm_report_dir, metrics_path, plot_dir, predictions_path, residuals_path, run_name
+from stages.lib.core.paths import (
+    arm_table_path,
+    metrics_path,
+    plot_data_path,
+    predictions_path,
+    residual_report_path,
+    residuals_path,
+    run_name,
+)
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.evaluation import per_prompt_table, residual_breakdown, residual_rows, summarise
+from stages.lib.scoring.evaluation import evaluation_tables, per_prompt_table, residual_rows, summarise
 from stages.lib.scoring.predictions import read_predictions
 
 
@@ -27,7 +37,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *body])
 
 
-def residual_report(arm: str, scheme: str, summary: dict, rows: pd.DataFrame, prompts: pd.DataFrame) -> str:
+def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.DataFrame]) -> str:
     """The residual-diagnostics report: residual = on-grid prediction − truth (primary target)."""
     sections = [
         f"# Residual diagnostics: {arm}, {scheme}",
@@ -40,12 +50,37 @@ def residual_report(arm: str, scheme: str, summary: dict, rows: pd.DataFrame, pr
         f"{summary['qwk']['pooled']:.3f}; worst-prompt QWK (bottom {summary['bottom_k']} of prompts with ≥ "
         f"{summary['min_prompt_n']} essays) {summary['worst_prompt_qwk']:.3f}.",
     ]
-    for title, by in [("score band (human score)", "score_band"), ("length (word-count quartile)", "length_band"),
-                      ("grade", "grade"), ("fold", "fold")]:
-        if by in rows.columns:
-            sections += ["", f"## Residuals by {title}", "", markdown_table(residual_breakdown(rows, by))]
-    sections += ["", "## Residuals by prompt", "", markdown_table(prompts.sort_values("qwk"))]
+    for title, name in [("score band (human score)", "residual_by_band"),
+                        ("length (word-count quartile)", "residual_by_length"), ("fold", "residual_by_fold")]:
+        sections += ["", f"## Residuals by {title}", "", markdown_table(tables[name])]
+    by_subgroup = tables["residual_by_subgroup"]
+    for column, group in by_subgroup.groupby("subgroup", sort=False):
+        sections += ["", f"## Residuals by {column}", "", markdown_table(group.drop(columns="subgroup"))]
+    sections += ["", "## Residuals by prompt", "", markdown_table(tables["residual_by_prompt"])]
     return "\n".join(sections) + "\n"
+
+
+def evaluate(arm: str, scheme: str, params: dict) -> dict:
+    """Judge the arm's predictions table and write every output of the stage; returns the metrics' summary."""
+    schema = DatasetSchema.from_params(params)
+    frame = read_predictions(predictions_path(arm, scheme), schema)
+    summary = summarise(frame, schema, params["evaluate"])
+    rows = residual_rows(frame, schema)
+    prompts = per_prompt_table(frame, schema)
+    tables = evaluation_tables(frame, rows, prompts, schema)
+    p = schema.primary
+
+    write_csv(residuals_path(arm, scheme), rows)
+    for name, table in tables.items():
+        write_csv(arm_table_path(arm, scheme, name), table)
+    write_text(residual_report_path(arm, scheme), residual_report(arm, scheme, summary, tables))
+    write_csv(plot_data_path(arm, scheme, "per_prompt_qwk"), prompts.assign(arm=arm)[["arm", "prompt", "n", "qwk"]])
+    write_csv(plot_data_path(arm, scheme, "confusion"),
+              pd.DataFrame({"actual": frame[f"true_{p}"].map("{:.1f}".format),
+                            "predicted": frame[f"grid_{p}"].map("{:.1f}".format)}))
+    write_csv(plot_data_path(arm, scheme, "residual_vs_length"), rows[["n_words", "residual_continuous", "residual"]])
+    write_json(metrics_path(arm, scheme), {"arm": arm, "scheme": scheme, **summary, "run": run_info(params["seed"])})
+    return summary
 
 
 def main() -> None:
@@ -53,25 +88,8 @@ def main() -> None:
     parser.add_argument("--arm", required=True)
     parser.add_argument("--scheme", required=True)
     args = parser.parse_args()
-    params = load_params()
-    schema = DatasetSchema.from_params(params)
+    summary = evaluate(args.arm, args.scheme, load_params())
     name = run_name(args.arm, args.scheme)
-    reports, plots = arm_report_dir(args.arm, args.scheme), plot_dir(args.arm, args.scheme)
-    frame = read_predictions(predictions_path(args.arm, args.scheme), schema)
-    summary = summarise(frame, schema, params["evaluate"])
-    rows = residual_rows(frame, schema)
-    prompts = per_prompt_table(frame, schema)
-    p = schema.primary
-
-    write_csv(residuals_path(args.arm, args.scheme), rows)
-    write_text(reports / "residuals.md", residual_report(args.arm, args.scheme, summary, rows, prompts))
-    write_csv(plots / "per_prompt_qwk.csv", prompts.assign(arm=args.arm)[["arm", "prompt", "n", "qwk"]])
-    write_csv(plots / "confusion.csv",
-              pd.DataFrame({"actual": frame[f"true_{p}"].map("{:.1f}".format),
-                            "predicted": frame[f"grid_{p}"].map("{:.1f}".format)}))
-    write_csv(plots / "residual_vs_length.csv", rows[["n_words", "residual_continuous", "residual"]])
-    write_json(metrics_path(args.arm, args.scheme),
-               {"arm": args.arm, "scheme": args.scheme, **summary, "run": run_info(params["seed"])})
     print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over folds, "
           f"worst-prompt {summary['worst_prompt_qwk']:.3f}, MCRMSE {summary['mcrmse']:.3f}")
 

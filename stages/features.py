@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow
@@ -15,10 +14,8 @@ from stages.lib.core.config import load_params, section
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import ESSAYS, FEATURE_METRICS, HANDCRAFTED
 from stages.lib.core.runinfo import run_info
-from stages.lib.features.linguistic import FEATURES, handcrafted_features, load_nlp
-from stages.lib.features.mechanics import load_speller
-
-OPTIONS = ("mattr_window", "hdd_draws", "mtld_threshold", "spelling_min_chars")
+from stages.lib.features.linguistic import FEATURES
+from stages.lib.features.store_builder import SETTINGS, compute
 
 
 def read_essays(path: Path = ESSAYS) -> pd.DataFrame:
@@ -40,21 +37,9 @@ def read_essays(path: Path = ESSAYS) -> pd.DataFrame:
     return essays[["essay_id", "text"]].reset_index(drop=True)
 
 
-def compute(essays: pd.DataFrame, cfg: dict[str, Any], progress: bool = True) -> pd.DataFrame:
-    """`essay_id` plus one float64 column per feature, in essay order."""
-    try:
-        nlp = load_nlp(str(cfg["spacy_model"]))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"params.yaml: features.spacy_model {cfg['spacy_model']!r} cannot be loaded ({exc})") from exc
-    options = {key: cfg[key] for key in OPTIONS}
-    features = handcrafted_features(essays["text"].tolist(), nlp, load_speller(), n_process=int(cfg["n_process"]),
-                                    batch_size=int(cfg["batch_size"]), progress=progress, **options)
-    return pd.concat([essays[["essay_id"]], features], axis=1)
-
-
 def main() -> None:
     params = load_params()
-    cfg = {key: section(params, "features", key) for key in ("spacy_model", "n_process", "batch_size", *OPTIONS)}
+    cfg = {key: section(params, "features", key) for key in SETTINGS}
     essays = read_essays(ESSAYS)
     start = time.perf_counter()
     table = compute(essays, cfg)

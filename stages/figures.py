@@ -1,6 +1,7 @@
-"""Stage `figures`: the arms side by side, from evaluate's outputs of every arm that has run. Writes the
-combined plot data under `plots/arms/` (per-prompt QWK, residual by score band) for `dvc plots`, and the
-same views as PNGs (plus predicted-vs-actual confusion matrices). Independent of the gate thresholds."""
+"""Stage `figures`: the arms side by side, from evaluate's outputs of every arm that has run (its plot data
+and named tables; nothing is recomputed). Writes the combined plot data under `plots/figures/` (per-prompt
+QWK, residual by score band) for `dvc plots`, and the same views as PNGs (plus predicted-vs-actual confusion
+matrices). Independent of the gate thresholds; the per-prompt figure marks params `report.qwk_flag`."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import pandas as pd
 from stages.lib.core.atomic import write_csv
 from stages.lib.core.config import load_params, section
 from stages.lib.core.errors import run_stage
-from stages.lib.core.paths import FIGURES_DIR, plot_dir, residuals_path
-from stages.lib.data.schema import DatasetSchema
+from stages.lib.core.paths import FIGURES_DIR, plot_data_path
 from stages.lib.reporting.figures import confusion_figure, per_prompt_figure, residual_band_figure, save_png
-from stages.lib.scoring.evaluation import residual_breakdown
+from stages.lib.reporting.tables import read_arm_tables
 
 
 def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> pd.DataFrame:
@@ -20,7 +20,7 @@ def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> 
     frames = []
     for scheme in schemes:
         for arm in arms:
-            path = plot_dir(arm, scheme) / "per_prompt_qwk.csv"
+            path = plot_data_path(arm, scheme, "per_prompt_qwk")
             if path.is_file():
                 frame = pd.read_csv(path)
                 frames.append(frame.assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}",
@@ -30,35 +30,31 @@ def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> 
 
 
 def residual_band_frame(arms: list[str], schemes: list[str]) -> pd.DataFrame:
-    """Residual by human score band for every arm and scheme present (evaluate's residual rows)."""
+    """Residual by human score band for every arm and scheme present (evaluate's `residual_by_band` table)."""
     frames = []
     for scheme in schemes:
         for arm in arms:
-            path = residuals_path(arm, scheme)
-            if path.is_file():
-                table = residual_breakdown(pd.read_csv(path), "score_band")
-                frames.append(table.assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}"))
+            tables = read_arm_tables(arm, scheme, ("residual_by_band",))
+            if tables is not None:
+                frames.append(tables["residual_by_band"].assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}"))
     columns = ["series", "arm", "scheme", "score_band", "n", "mean_residual", "mae", "rmse_continuous"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def confusion_tables(arms: list[str], schemes: list[str], schema: DatasetSchema) -> dict[str, pd.DataFrame]:
-    """Actual × predicted counts on the full grid, per arm and scheme present."""
-    labels = [f"{v:.1f}" for v in schema.grid.points()]
-    tables = {}
+def confusion_tables(arms: list[str], schemes: list[str]) -> dict[str, pd.DataFrame]:
+    """Actual × predicted counts on the full grid (evaluate's `confusion_matrix` table), per arm and scheme."""
+    matrices = {}
     for arm in arms:
         for scheme in schemes:
-            path = plot_dir(arm, scheme) / "confusion.csv"
-            if path.is_file():
-                pairs = pd.read_csv(path, dtype=str)
-                table = pd.crosstab(pairs["actual"], pairs["predicted"])
-                tables[f"{arm} · {scheme}"] = table.reindex(index=labels, columns=labels, fill_value=0)
-    return tables
+            tables = read_arm_tables(arm, scheme, ("confusion_matrix",))
+            if tables is not None:
+                matrices[f"{arm} · {scheme}"] = tables["confusion_matrix"].set_index("actual")
+    return matrices
 
 
 def main() -> None:
     params = load_params()
-    schema = DatasetSchema.from_params(params)
+    qwk_flag = float(section(params, "report", "qwk_flag"))
     reference = str(section(params, "gate", "reference"))
     arms = [reference, *section(params, "gate", "candidates")]
     schemes = list(section(params, "gate", "schemes"))
@@ -69,10 +65,10 @@ def main() -> None:
     for scheme in schemes:
         subset = prompts[(prompts["scheme"] == scheme) & prompts["eligible"]]
         save_png(per_prompt_figure(subset, reference, f"Per-prompt QWK, {scheme} (prompts with ≥ "
-                                   f"{params['evaluate']['min_prompt_n']} essays)"),
+                                   f"{params['evaluate']['min_prompt_n']} essays)", qwk_flag),
                  FIGURES_DIR / f"per_prompt_qwk_{scheme}.png")
     save_png(residual_band_figure(bands, "Mean residual by human score band"), FIGURES_DIR / "residual_by_band.png")
-    save_png(confusion_figure(confusion_tables(arms, schemes, schema), "Predicted vs actual (primary target)"),
+    save_png(confusion_figure(confusion_tables(arms, schemes), "Predicted vs actual (primary target)"),
              FIGURES_DIR / "confusion.png")
     present = sorted(set(prompts["series"]))
     print(f"figures: {len(present)} arm/scheme runs ({', '.join(present) or 'none'}) -> {FIGURES_DIR}")

@@ -1,8 +1,8 @@
 """Stage `finetune`: train one arm (lora | adversarial | groupdro) on one fold of one scheme with the
 selected budget, score the fold's validation essays, and write `data/runs/<arm>/<scheme>/fold_<k>/`:
 predictions.parquet (the shared predictions contract), truncation_coverage.json, tokens.parquet
-(per-essay token counts) and train_log.json (per-step loss, device, precision used, seed, wall time,
-leakage / group-weight diagnostics)."""
+(per-essay token counts) and train_log.json (per-step loss, device, precision used, seed, wall time, the
+NaN/inf checks the run performed, leakage / group-weight diagnostics)."""
 
 from __future__ import annotations
 
@@ -61,8 +61,9 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
     model, objective, accelerator = runtime.build(
         len(targets), lambda m: make_objective(arm, m.hidden_size, essays.prompts, cfg.objectives[arm]))
     plan = runtime.plan
+    predicted: dict[str, int] = {}  # predictions checked for NaN/inf, over every inference call
     infer = partial(predict, model, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
-                    batch_size=budget.eval_batch_size, fold=fold)
+                    batch_size=budget.eval_batch_size, fold=fold, checked=predicted)
     head_alpha = None
     if budget.head_init == "ridge":  # linear probe on the frozen representations first (LP-FT)
         head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets)
@@ -107,7 +108,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
         },
         f"val_qwk_{schema.primary}": qwk(table[f"true_{schema.primary}"].to_numpy(),
                                           table[f"grid_{schema.primary}"].to_numpy(), schema.grid),
-        "finite": True,
+        "finite_checks": {**training.pop("finite_checks"), **predicted},  # values checked (a failure stops the run)
         "seconds": {"prepare": t_prep - t0, "head_init": t_init - t_prep, "train": t_train - t_init,
                     "predict": t_pred - t_train, "total": time.perf_counter() - t0},
         "run": run_info(seed, threads=torch.get_num_threads()),

@@ -1,9 +1,13 @@
 """Stage `prepare`: validate the corpus against the declared schema, normalise and de-duplicate the
 text, apply the word window and prompt exclusions, write `data/prepared/essays.parquet` and
-`metrics/data.json`."""
+`metrics/data.json`. Rows are named as an editor finds them: `line N` (header = line 1), or `record N
+(line M)` where a quoted multi-line essay makes the CSV record number and the text line differ."""
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,37 +17,101 @@ import pandas as pd
 from stages.lib.core.atomic import write_json, write_parquet
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.params import DUPLICATE_POLICIES
 from stages.lib.core.paths import DATA_METRICS, ESSAYS, RAW_CORPUS
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.text import normalise_text, stable_id, word_count
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # how surrogateescape decodes a byte that is not UTF-8
+
+
+def _csv_records(text: str) -> list[tuple[int, list[str]]]:
+    """(first text line, fields) of every non-blank CSV record, as pandas' default dialect reads them."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    records, end = [], 0
+    for fields in reader:
+        start, end = end + 1, reader.line_num
+        if fields:
+            records.append((start, fields))
+    return records
+
+
+class Records:
+    """Names data row `i` of a CSV (0-based, header excluded) as an editor finds it; reads the file only
+    when a name is asked for."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self._lines: list[int] | None = None
+
+    def line(self, i: int) -> int:
+        if self._lines is None:
+            self._lines = []
+            if self.path is not None and self.path.is_file():
+                text = self.path.read_bytes().decode("utf-8", errors="surrogateescape")
+                self._lines = [start for start, _ in _csv_records(text)[1:]]
+        return self._lines[i] if i < len(self._lines) else i + 2
+
+    def name(self, i: int) -> str:
+        record, line = i + 2, self.line(i)
+        return f"line {line:,}" if line == record else f"record {record:,} (line {line:,})"
+
+
+def _bad_byte(path: Path, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """The first byte that is not UTF-8: its record, column, text line and absolute byte offset."""
+    offset = exc.start
+    line = raw.count(b"\n", 0, offset) + 1
+    records = _csv_records(raw.decode("utf-8", errors="surrogateescape"))
+    header = records[0][1] if records else []
+    where = f"line {line:,}"
+    for number, (_, fields) in enumerate(records, 1):
+        column = next((j for j, f in enumerate(fields) if _UNDECODABLE.search(f)), None)
+        if column is not None:
+            name = repr(header[column]) if number > 1 and column < len(header) else f"{column + 1} of the header"
+            row = f"data row {number - 1:,}, " if number > 1 else "the header, "
+            where = f"record {number:,} ({row}line {line:,}), column {name}"
+            break
+    return (f"{path}: not a readable UTF-8 CSV: {where}, byte offset {offset}: byte 0x{raw[offset]:02x} is not "
+            f"UTF-8 ({exc.reason}); re-save the file as UTF-8")
+
 
 def read_corpus(path: Path) -> pd.DataFrame:
-    """Read the raw CSV with every column as text, naming the file if it cannot be parsed."""
+    """Read the raw CSV with every column as text, naming the file (and the first byte that is not UTF-8,
+    by record, column, line and offset) if it cannot be parsed."""
     if not path.is_file():
         raise InputError(f"{path}: corpus file not found (run the acquire stage)")
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(_bad_byte(path, raw, exc)) from exc
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"{path}: not a readable UTF-8 CSV ({exc})") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise InputError(f"{path}: empty file (no header, no data rows)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(" ".join(f"{path}: not a readable UTF-8 CSV ({exc})".split())) from exc
     return frame
 
 
-def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path) -> pd.DataFrame:
-    """Check columns, non-empty text and on-grid scores; return numeric targets. Rows are named by
-    their CSV line (header = line 1)."""
+def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path, records: Records | None = None) -> pd.DataFrame:
+    """Check columns, data rows, non-empty text and on-grid scores; return numeric targets."""
+    records = records or Records()
     required = [schema.text, schema.prompt, *schema.targets, *schema.subgroups]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise InputError(f"{source}: missing required column(s) {missing}; has {list(frame.columns)}")
-    line = frame.index.to_numpy() + 2
-    empty_text = frame[schema.text].str.strip() == ""
+    if frame.empty:
+        raise InputError(f"{source}: has a header but no data rows")
+    empty_text = (frame[schema.text].str.strip() == "").to_numpy()
     if empty_text.any():
-        raise InputError(f"{source}: line {line[empty_text.to_numpy()][0]}: empty essay in column {schema.text!r}")
-    empty_prompt = frame[schema.prompt].str.strip() == ""
+        where = records.name(int(np.flatnonzero(empty_text)[0]))
+        raise InputError(f"{source}: {where}: empty essay in column {schema.text!r}")
+    empty_prompt = (frame[schema.prompt].str.strip() == "").to_numpy()
     if empty_prompt.any():
-        raise InputError(f"{source}: line {line[empty_prompt.to_numpy()][0]}: empty prompt in column {schema.prompt!r}")
+        where = records.name(int(np.flatnonzero(empty_prompt)[0]))
+        raise InputError(f"{source}: {where}: empty prompt in column {schema.prompt!r}")
     scores = pd.DataFrame(index=frame.index)
     for col in schema.targets:
         values = pd.to_numeric(frame[col].str.strip(), errors="coerce")
@@ -54,16 +122,18 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path) -> pd.Dat
             i = int(np.flatnonzero(bad)[0])
             grid = schema.grid_for(frame[schema.prompt].iloc[i])
             raise InputError(
-                f"{source}: line {line[i]}: column {col!r} value {frame[col].iloc[i]!r} is not on the score grid "
+                f"{source}: {records.name(i)}: column {col!r} value {frame[col].iloc[i]!r} is not on the score grid "
                 f"{grid.low}–{grid.high} step {grid.step} (prompt {frame[schema.prompt].iloc[i]!r})"
             )
         scores[col] = values.astype(float)
     return scores
 
 
-def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], source: Path) -> tuple[pd.DataFrame, dict]:
+def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], source: Path,
+            records: Records | None = None) -> tuple[pd.DataFrame, dict]:
     """Return the prepared essays table and the data report."""
-    scores = validate(frame, schema, source)
+    records = records or Records()
+    scores = validate(frame, schema, source, records)
     text = frame[schema.text].map(normalise_text)
     essays = pd.DataFrame({
         "essay_id": text.map(stable_id),
@@ -86,9 +156,8 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
     keep = ~essays["prompt"].isin(excluded)
     dropped["excluded_prompt"] = int((~keep).sum())
     essays = essays[keep]
-    duplicate = essays["essay_id"].duplicated(keep="first")
-    dropped["duplicate_text"] = int(duplicate.sum())
-    essays = essays[~duplicate]
+    essays, dropped["duplicate_text"], dropped["duplicate_conflicting_scores"] = resolve_duplicates(
+        essays, schema, str(cfg.get("duplicate_scores", "keep_first")), source, records)
     too_short = essays["n_words"] < int(cfg["min_words"])
     too_long = essays["n_words"] > int(cfg["max_words"])
     dropped["below_min_words"] = int(too_short.sum())
@@ -112,11 +181,79 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
     return essays, report
 
 
+def resolve_duplicates(essays: pd.DataFrame, schema: DatasetSchema, policy: str, source: Path,
+                       records: Records) -> tuple[pd.DataFrame, int, int]:
+    """Drop repeated texts: copies with equal scores keep the first; copies whose scores differ follow
+    `policy` (keep_first | drop_both | average: the mean, which must lie on the grid). Returns the table, the
+    rows dropped as equal copies and the rows dropped (or merged) because their scores conflict. `essays` is
+    indexed by data row."""
+    if policy not in DUPLICATE_POLICIES:
+        raise InputError(f"prepare.duplicate_scores {policy!r}: expected one of {', '.join(DUPLICATE_POLICIES)}")
+    repeated = essays["essay_id"].duplicated(keep=False)
+    if not repeated.any():
+        return essays, 0, 0
+    targets = list(schema.targets)
+    groups = essays[repeated].groupby("essay_id", sort=False)
+    conflicting = groups[targets].nunique().gt(1).any(axis=1)
+    conflict = essays["essay_id"].isin(conflicting.index[conflicting])
+    later = essays["essay_id"].duplicated(keep="first")
+    n_equal = int((later & ~conflict).sum())
+    essays = essays[~(later & ~conflict)]
+    conflict = conflict.loc[essays.index]
+    if not conflict.any():
+        return essays, n_equal, 0
+    first_id = conflicting.index[conflicting][0]
+    group = essays[essays["essay_id"] == first_id]
+    differs = (group[targets] != group[targets].iloc[0]).any(axis=1)
+    a, b = int(group.index[0]), int(group.index[differs.to_numpy()][0])
+    col = next(t for t in targets if group.at[a, t] != group.at[b, t])
+    pair = (f"{records.name(a)} and {records.name(b)} hold the same text with {col} "
+            f"{group.at[a, col]:g} vs {group.at[b, col]:g}")
+    n_texts = int(conflicting.sum())
+    members = essays[conflict]
+    if policy == "average":
+        means = members.groupby("essay_id", sort=False)[targets].transform("mean")
+        for t in targets:
+            for i in means.index[~_on_grid(schema, members["prompt"], means[t])]:
+                first = members.index[members["essay_id"] == members.at[i, "essay_id"]]
+                raise InputError(
+                    f"{source}: {records.name(int(first[0]))} and {records.name(int(first[1]))} hold the same text; "
+                    f"their mean {t} {means.at[i, t]:g} is off the score grid, so prepare.duplicate_scores average "
+                    "cannot apply (choose keep_first or drop_both)")
+        essays = essays.copy()
+        essays.loc[means.index, targets] = means.to_numpy()
+    remove = conflict & (essays["essay_id"].duplicated(keep="first") if policy != "drop_both" else True)
+    n_conflict = int(remove.sum())
+    print(f"warning: {source}: {n_texts} text(s) appear more than once with different scores (first: {pair}); "
+          f"prepare.duplicate_scores {policy}: {n_conflict} row(s) dropped")
+    return essays[~remove], n_equal, n_conflict
+
+
+def _on_grid(schema: DatasetSchema, prompts: pd.Series, values: pd.Series) -> np.ndarray:
+    return np.array([schema.grid_for(p).on_grid(np.array([v]))[0] for p, v in zip(prompts, values, strict=True)])
+
+
+def corpus_origin(corpus: dict[str, Any]) -> str:
+    """Where the acquire stage took the raw copy from (its rules, without reading anything)."""
+    source, file = str(corpus["source"]), str(corpus["file"])
+    path = Path(source)
+    if source.startswith(("http://", "https://")) or path.suffix == ".zip":
+        return f"{source}!{file}"
+    if path.is_file():
+        return source
+    if not (path / file).is_file() and (path / str(corpus.get("archive"))).is_file():
+        return f"{path / str(corpus['archive'])}!{file}"
+    return str(path / file)
+
+
 def main() -> None:
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    frame = read_corpus(RAW_CORPUS)
-    essays, report = prepare(frame, schema, params["prepare"], RAW_CORPUS)
+    try:
+        frame = read_corpus(RAW_CORPUS)
+        essays, report = prepare(frame, schema, params["prepare"], RAW_CORPUS, Records(RAW_CORPUS))
+    except InputError as exc:  # the user's own file, which the raw copy reproduces byte for byte
+        raise InputError(f"{exc} (raw copy of {corpus_origin(params['corpus'])})") from exc
     report["run"] = run_info(params["seed"])
     write_parquet(ESSAYS, essays)
     write_json(DATA_METRICS, report)

@@ -1,25 +1,21 @@
 """Invented predictions tables for the gate, decide and report tests (random but realistic: ~40 prompts,
-5 folds, half-point grid), and a workspace laid out like the pipeline's."""
+5 folds, half-point grid), and a workspace laid out like the pipeline's: evaluate's outputs are written by the
+evaluate stage itself, training records by the pipeline's own builder."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from stages.lib.core.paths import (
-    arm_report_dir,
-    metrics_path,
-    plot_dir,
-    predictions_path,
-    residuals_path,
-    training_path,
-)
-from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.evaluation import per_prompt_table, residual_rows, summarise
+from stages import evaluate
+from stages.lib.core.paths import metrics_path, predictions_path, training_path
+from stages.lib.scoring.training_record import LOSS, PREDICTION, FoldRecord, build_record
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ("Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Grammar", "Conventions")
@@ -85,34 +81,42 @@ def write_params(root: Path, **gate_overrides) -> dict:
 
 def write_arm(root: Path, arm: str, scheme: str, frame: pd.DataFrame, params: dict,
               training: dict | None = None) -> None:
-    """Lay out what the arm's training and `evaluate` stages write: predictions, metrics, plot data,
-    residual rows and (optionally) training metadata."""
-    schema = DatasetSchema.from_params(params)
-    (root / predictions_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(root / predictions_path(arm, scheme), index=False)
-    summary = summarise(frame, schema, params["evaluate"])
-    (root / metrics_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
-    run = {"device": "cpu:x86_64", "seed": 1, "finished_utc": "2025-11-24T12:00:00Z"}
-    (root / metrics_path(arm, scheme)).write_text(json.dumps({"arm": arm, "scheme": scheme, **summary, "run": run}))
-    plots = root / plot_dir(arm, scheme)
-    plots.mkdir(parents=True, exist_ok=True)
-    per_prompt_table(frame, schema).assign(arm=arm)[["arm", "prompt", "n", "qwk"]].to_csv(
-        plots / "per_prompt_qwk.csv", index=False)
-    pd.DataFrame({"actual": frame["true_Overall"].map("{:.1f}".format),
-                  "predicted": frame["grid_Overall"].map("{:.1f}".format)}).to_csv(plots / "confusion.csv", index=False)
-    (root / arm_report_dir(arm, scheme)).mkdir(parents=True, exist_ok=True)
-    residual_rows(frame, schema).to_csv(root / residuals_path(arm, scheme), index=False)
-    (root / arm_report_dir(arm, scheme) / "residuals.md").write_text("# residuals\n")
+    """Lay out what the arm's training stage writes (the predictions table, optionally its training record)
+    and run the `evaluate` stage on it (metrics, named tables, residual rows and report, plot data)."""
+    path = root / predictions_path(arm, scheme)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+    with chdir(root):
+        evaluate.evaluate(arm, scheme, params)
+    metrics = json.loads((root / metrics_path(arm, scheme)).read_text())
+    metrics["run"]["finished_utc"] = "2025-11-24T12:00:00Z"  # a fixed date, so the decision record's is testable
+    (root / metrics_path(arm, scheme)).write_text(json.dumps(metrics))
     if training is not None:
         (root / training_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
-        (root / training_path(arm, scheme)).write_text(json.dumps({"arm": arm, "scheme": scheme, **training}))
+        (root / training_path(arm, scheme)).write_text(json.dumps({**training, "arm": arm, "scheme": scheme}))
+
+
+def training_record(n_folds: int = 5, *, budget: str = "gpu", steps: int = 32, essays: int = 400,
+                    fold_checks: dict[int, dict[str, int]] | None = None, expected_folds: int = 5,
+                    finished: str = "2025-11-24T13:00:00Z", device: str = "cuda:0", precision: str = "bf16",
+                    **fields) -> dict:
+    """A training record as `xgb` and `collect` write it (the pipeline's `build_record`): `n_folds` folds of
+    `steps` training steps each, every loss and validation prediction checked unless `fold_checks` replaces a
+    fold's checks; `fields` replace arm-level fields of the built record (e.g. `gate_valid=False`)."""
+    checks = {LOSS: steps, "gradient norm": steps // 2, PREDICTION: essays} if steps else {PREDICTION: essays}
+    folds = [FoldRecord(fold=f, seconds=60.0, device=device, precision=precision, steps=steps, essays_scored=essays,
+                        finite_checks=(fold_checks or {}).get(f, checks), settings={"lr": 2e-5, "epochs": 3})
+             for f in range(n_folds)]
+    record = build_record(arm="arm", scheme="scheme", budget=budget, gate_valid=budget == "gpu",
+                          backbone="sentence-transformers/all-mpnet-base-v2" if steps else "xgboost", seed=1,
+                          folds=folds, expected_folds=list(range(expected_folds)), n_essays=essays * n_folds,
+                          run={"finished_utc": finished})
+    return dataclasses.replace(record, **fields).to_dict()
 
 
 def gpu_training(n_folds: int = 5, **overrides) -> dict:
-    """Training metadata of a gate-valid GPU run."""
-    return {"budget": "gpu", "gate_valid": True, "device": "cuda:NVIDIA H100", "precision": "bf16", "seed": 1,
-            "finite": True, "folds": [{"fold": f, "finite": True} for f in range(n_folds)],
-            "truncation": {"coverage": 1.0}, "run": {"finished_utc": "2025-11-24T13:00:00Z"}, **overrides}
+    """The training record of a gate-valid GPU run (overrides as for `training_record`)."""
+    return training_record(n_folds, **overrides)
 
 
 def data_json(root: Path, frame: pd.DataFrame) -> None:
@@ -135,8 +139,8 @@ def build_workspace(root: Path, candidates: dict[str, dict] | None = None, n_res
     for k, scheme in enumerate(("prompt_holdout", "stratified_text")):
         frame = essays(scheme, seed=seed)
         write_arm(root, "xgb", scheme, predict(frame, seed=seed + 10 + k), params,
-                  {"budget": "full", "folds": [{"fold": f} for f in range(5)],
-                   "run": {"finished_utc": "2025-11-24T10:00:00Z"}})
+                  training_record(budget="full", steps=0, device="cpu", precision="fp32", gate_valid=True,
+                                  finished="2025-11-24T10:00:00Z"))
         if scheme == "prompt_holdout":
             data_json(root, frame)
         for j, (arm, spec) in enumerate((candidates or {}).items()):

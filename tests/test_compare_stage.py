@@ -34,6 +34,7 @@ def test_gate_json_is_flat_and_complete(workspace):
     assert gate["lora.prompt_holdout.n_essays"] > 1000
     deltas = pd.read_csv(workspace / "plots/gate/deltas.csv")
     assert len(deltas) == 4 and set(deltas["arm"]) == {"lora"}
+    assert (workspace / "plots/gate/deltas.png").stat().st_size > 1000  # compare owns the gate's figure
 
 
 def test_missing_candidates_are_not_run(workspace, capsys):

@@ -11,9 +11,11 @@ import yaml
 from gate_synth import build_workspace, gpu_training
 
 from stages import compare, decide
+from stages.lib.core.errors import InputError
 from stages.lib.gate.bootstrap import Interval
 from stages.lib.gate.criteria import GateConfig, gate_record
 from stages.lib.gate.decision import ACCEPT, DEFER, verdict
+from stages.lib.scoring.training_record import LOSS, PREDICTION, FoldRecord, build_record, parse_record
 
 CRITERIA = [("prompt_holdout", "worst_prompt_qwk"), ("prompt_holdout", "mean_qwk"),
             ("prompt_holdout", "low_tail_adjacent"), ("prompt_holdout", "high_tail_adjacent"),
@@ -96,19 +98,41 @@ def test_cpu_budget_prompt_holdout_only_defers(params):
     assert d.arms[0].missing == ("stratified_text.mean_qwk",)
 
 
+LEGACY = {"budget": "gpu", "gate_valid": True, "device": "cuda:0", "precision": "bf16", "seed": 1, "finite": True,
+          "folds": [{"fold": f, "finite": True} for f in range(5)]}  # a shape no stage writes: literal flags only
+
+
 @pytest.mark.parametrize("training, problem", [
-    (gpu_training(folds=[{"fold": f, "finite": True} for f in range(4)]), "4 of 5 folds"),
-    (gpu_training(finite=False), "not finite"),
-    (gpu_training(folds=[{"fold": 0, "finite": False}, *({"fold": f} for f in range(1, 5))]), "fold(s) 0"),
+    (gpu_training(4), "4 of 5 folds"),
+    (gpu_training(fold_checks={2: {LOSS: 10, PREDICTION: 400}}), "fold 2: training loss checked at 10 of 32 steps"),
+    (gpu_training(fold_checks={0: {}}), "fold 0: no finite checks recorded"),
+    (gpu_training(fold_checks={1: {LOSS: 32}}), "fold 1: 0 of 400 validation predictions checked"),
     (gpu_training(gate_valid=False), "gate_valid"),
-    (gpu_training(precision=None), "precision not recorded"),
-    (gpu_training(folds=[0, 1, 2], complete=False), "marked incomplete"),
+    (gpu_training(precision=""), "precision not recorded"),
+    (gpu_training(3), "marked incomplete"),
+    (LEGACY, "training record invalid"),
+    ({**gpu_training(), "folds": [0, 1, 2, 3, 4]}, "training record invalid"),
 ])
 def test_invalid_gpu_evidence_defers(params, training, problem):
     arms = {"lora": {"training": training}}
     d = verdict(make_gate(params, arms), training_for(arms))
-    assert d.verdict == DEFER
-    assert any(problem in v for v in d.arms[0].validity)
+    assert d.verdict == DEFER and not d.gate_valid
+    assert any(problem in v for v in d.arms[0].validity), d.arms[0].validity
+
+
+def test_valid_gpu_record_round_trips_and_counts_its_checks():
+    raw = gpu_training()
+    record = parse_record(json.loads(json.dumps(raw)))
+    assert record.to_dict() == raw and record.finite and record.complete
+    assert record.finite_summary() == "5/5 folds checked (160 training loss, 80 gradient norm, 2000 prediction)"
+
+
+def test_folds_under_different_settings_are_not_one_record():
+    folds = [FoldRecord(f, 1.0, "cuda:0", "bf16", 4, 10, {LOSS: 4, PREDICTION: 10}, {"lr": lr})
+             for f, lr in enumerate((1e-5, 2e-5))]
+    with pytest.raises(InputError, match="fold 1 has settings"):
+        build_record(arm="lora", scheme="prompt_holdout", budget="gpu", gate_valid=True, backbone="b", seed=1,
+                     folds=folds, expected_folds=[0, 1], n_essays=20)
 
 
 def test_nothing_run_defers(params):

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from stages.lib.data.fold_files import FOLDS_DIR, read_fold
+from stages.lib.scoring.training_record import parse_record
 from tests.conftest import CORPUS_DIR, REPO
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
@@ -85,11 +86,27 @@ def test_every_stage_output_exists(pipeline):
                  "metrics/arms/lora_prompt_holdout.json", "metrics/arms/adversarial_prompt_holdout.json",
                  "metrics/arms/groupdro_prompt_holdout.json", "metrics/gate.json", "metrics/preflight.json",
                  "docs/decisions/0001-transformer-track-gate.md", "reports/evaluation_report.html",
-                 "reports/arms/xgb_prompt_holdout/residuals.md", "plots/arms/xgb_prompt_holdout/per_prompt_qwk.csv"]:
+                 "reports/arms/xgb_prompt_holdout/residuals.md", "plots/arms/xgb_prompt_holdout/per_prompt_qwk.csv",
+                 "reports/arms/lora_prompt_holdout/subgroup_dsm.csv", "plots/gate/deltas.png", "reports/summary.txt",
+                 "metrics/headline.json"]:
         assert (pipeline / name).is_file(), name
-    training = json.loads((pipeline / "metrics/training/lora_prompt_holdout.json").read_text())
-    assert training["budget"] == "cpu" and training["gate_valid"] is False
-    assert "defer" in (pipeline / "docs/decisions/0001-transformer-track-gate.md").read_text()
+    for arm in ("xgb", "lora"):  # both writers of the training record, read back through its one reader
+        record = parse_record(json.loads((pipeline / f"metrics/training/{arm}_prompt_holdout.json").read_text()))
+        assert record.complete and record.finite, record.finite_problems()
+    assert record.budget == "cpu" and record.gate_valid is False and record.folds[0].steps > 0
+
+
+def test_the_verdict_shown_is_the_verdict_decided(pipeline):
+    decision = json.loads((pipeline / "metrics/decision.json").read_text())
+    assert decision["verdict"] == "defer" and decision["gate_valid"] == 0  # CPU-budget evidence can only defer
+    adr = (pipeline / "docs/decisions/0001-transformer-track-gate.md").read_text()
+    assert [line for line in adr.splitlines() if line.startswith("- Status:")] == [
+        f"- Status: decided — **{decision['verdict']}**"]
+    summary = (pipeline / "reports/summary.txt").read_text().splitlines()
+    assert len(summary) <= 25 and summary[0].startswith(f"Verdict: {decision['verdict'].upper()}  ")
+    headline = json.loads((pipeline / "metrics/headline.json").read_text())
+    assert headline["headline.verdict"] == decision["verdict"]
+    assert "headline.lora.prompt_holdout.worst_prompt_qwk" in headline
 
 
 def test_prompt_holdout_folds_on_the_real_sample_never_share_a_prompt(pipeline):
@@ -102,6 +119,8 @@ def test_metrics_show_prints_the_agreement_numbers(pipeline):
     shown = run(["dvc", "metrics", "show"], pipeline).stdout
     for key in ["qwk.mean", "worst_prompt_qwk", "tails.low_adjacent", "mcrmse"]:
         assert key in shown
+    headline = run(["dvc", "metrics", "show", "metrics/headline.json"], pipeline).stdout
+    assert "headline.xgb.prompt_holdout.mean_qwk" in headline and "qwk.mean" not in headline
 
 
 def test_threshold_change_reruns_only_the_gate(pipeline):

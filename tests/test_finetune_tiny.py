@@ -24,6 +24,7 @@ from stages.lib.core.errors import InputError, run_stage
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.scoring.predictions import read_predictions
+from stages.lib.scoring.training_record import parse_record
 from stages.lib.training.essay_model import CheckpointedLayer, build_essay_model, enable_gradient_checkpointing
 from stages.lib.training.finetune_config import finetune_config
 from stages.lib.training.finite import NonFiniteError
@@ -177,15 +178,20 @@ def test_stages_run_end_to_end(project):
     coverage = json.loads((run_dir / "truncation_coverage.json").read_text())
     assert coverage["pct_essays_exceeding_max_length"] > 0 and coverage["avg_chunks_per_essay"] > 1
     log = json.loads((run_dir / "train_log.json").read_text())
-    assert log["finite"] and log["gate_valid"] is False and log["precision"]["used"] == "fp32"
+    assert log["gate_valid"] is False and log["precision"]["used"] == "fp32" and "finite" not in log
+    checks, steps = log["finite_checks"], log["training"]["micro_batches"]
+    assert checks["training loss"] == steps > 0 and checks["gradient norm"] == log["training"]["optimizer_steps"]
+    n = log["n_essays"]  # every inference is checked: the ridge head's pass over the trained essays, held, val
+    assert log["head_init"]["kind"] == "ridge" and checks["prediction"] == n["trained"] + n["holdout"] + n["val"]
     assert log["diagnostics"]["prompt_leakage"]["chance"] == pytest.approx(1 / 2)
     collect.main(["--arm", "groupdro", "--scheme", "prompt_holdout"])
     schema = DatasetSchema.from_params(params)
     table = read_predictions(root / "data/predictions/groupdro_prompt_holdout.parquet", schema)
     assert len(table) == 48 and set(table["fold"]) == {0, 1}
-    summary = json.loads((root / "metrics/training/groupdro_prompt_holdout.json").read_text())
-    assert summary["complete"] and summary["finite"] and summary["budget"] == "cpu" and not summary["gate_valid"]
-    assert summary["truncation_coverage"]["n_essays"] == 48
+    record = parse_record(json.loads((root / "metrics/training/groupdro_prompt_holdout.json").read_text()))
+    assert record.complete and record.finite and record.budget == "cpu" and not record.gate_valid
+    assert record.fold_ids == [0, 1] and record.folds[0].finite_checks == log["finite_checks"]
+    assert record.details["truncation_coverage"]["n_essays"] == 48
     with pytest.raises(InputError, match="not selected"):
         finetune.run_fold("groupdro", "prompt_holdout", 4, params)
     assert pd.read_parquet(run_dir / "tokens.parquet")["split"].isin(["train", "holdout", "val"]).all()
@@ -276,8 +282,8 @@ def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_
     assert "gate runs:" in result.stdout and "3 arms x (prompt_holdout) x 2 folds, 2 at a time" in result.stdout
     for arm in ("lora", "adversarial", "groupdro"):
         assert (root / f"data/predictions/{arm}_prompt_holdout.parquet").is_file()
-        summary = json.loads((root / f"metrics/training/{arm}_prompt_holdout.json").read_text())
-        assert summary["complete"] and summary["finite"]
+        record = parse_record(json.loads((root / f"metrics/training/{arm}_prompt_holdout.json").read_text()))
+        assert record.complete and record.finite, record.finite_problems()
     with tarfile.open(out / "gate_outputs.tgz") as tar:
         names = set(tar.getnames())
     assert "data/runs/groupdro/prompt_holdout/fold_1/predictions.parquet" in names

@@ -132,7 +132,10 @@ def test_length_bucketed_batches_cover_each_essay_once_and_balance_groups():
     drawn = np.concatenate([np.concatenate(list(weighted)) for _ in range(20)])
     assert 0.4 < np.mean(groups[drawn] == 1) < 0.6
     inference = LengthBucketedBatches(lengths, 8, seed=0, shuffle=False)
-    assert list(inference) == list(inference)
+    batches = list(inference)
+    order = [i for b in batches for i in b]
+    assert batches == list(inference)  # the same batches on every pass
+    assert sorted(order) == list(range(37)) and (np.diff(lengths[order]) <= 0).all()  # longest first, each once
 
 
 def test_committed_params_parse_for_both_budgets(params):

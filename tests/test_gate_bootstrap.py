@@ -3,8 +3,6 @@ resampling is by prompt, and it is fast."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,11 +108,26 @@ def test_pair_must_cover_the_same_essays(schema):
     assert (align_pair(shuffled, ref, schema, "lora", "prompt_holdout")["essay_id"] == ref["essay_id"]).all()
 
 
-def test_three_candidates_2000_resamples_are_fast(schema):
-    base = essays(seed=9)
-    ref = counts_for(predict(base, seed=1), schema)
-    start = time.perf_counter()
-    for seed in (2, 3, 4):
-        paired_bootstrap(counts_for(predict(base, seed=seed), schema), ref, METRICS, CFG, 2000, 0.95,
-                         np.random.default_rng(seed))
-    assert time.perf_counter() - start < 20  # about a second on one core
+def test_seed_level_resampling_widens_the_interval_by_the_training_noise(schema):
+    """Two-level bootstrap: identical seeds change nothing; seeds that disagree widen the interval, and the
+    noise SD is the hand-computed SD of the per-seed point estimates."""
+    base = essays(seed=5)
+    ref = counts_for(predict(base, seed=6), schema)
+    one = counts_for(predict(base, seed=7), schema)
+    single = paired_bootstrap(one, ref, METRICS, CFG, 500, 0.95, np.random.default_rng(1))
+    copies = paired_bootstrap([one, one, one], [ref, ref], METRICS, CFG, 500, 0.95, np.random.default_rng(1))
+    for metric in METRICS:
+        assert copies[metric].delta == pytest.approx(single[metric].delta, abs=1e-12)
+        assert (copies[metric].ci_low, copies[metric].ci_high) == pytest.approx(
+            (single[metric].ci_low, single[metric].ci_high), abs=1e-12)
+        assert copies[metric].noise_sd == pytest.approx(0.0, abs=1e-12)
+        assert single[metric].noise_sd is None and single[metric].candidate_seed_sd is None
+    noisy_seeds = [counts_for(predict(base, seed=7, bias=b), schema) for b in (-0.3, 0.0, 0.3)]
+    noisy = paired_bootstrap(noisy_seeds, [ref, ref], METRICS, CFG, 500, 0.95, np.random.default_rng(1))
+    points = [paired_bootstrap(s, ref, ["mean_qwk"], CFG, 100, 0.95, np.random.default_rng(0))["mean_qwk"].candidate
+              for s in noisy_seeds]
+    assert noisy["mean_qwk"].candidate == pytest.approx(np.mean(points), abs=1e-12)
+    assert noisy["mean_qwk"].candidate_seed_sd == pytest.approx(np.std(points, ddof=1), abs=1e-12)
+    assert noisy["mean_qwk"].noise_sd == pytest.approx(np.std(points, ddof=1), abs=1e-12)  # reference SD is 0
+    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
+    assert width(noisy["mean_qwk"]) > 1.5 * width(single["mean_qwk"])

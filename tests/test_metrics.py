@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
 from stages.lib.data.schema import ScoreGrid
 from stages.lib.scoring import metrics as m
 from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator
+from stages.lib.scoring.evaluation import descriptives, residual_by_subgroup, score_distribution, subgroup_dsm
 
 GRID = ScoreGrid(1.0, 5.0, 0.5)
 
@@ -82,3 +84,32 @@ def test_cutpoints_reduce_to_rounding_for_exact_predictions():
     truth = GRID.points().repeat(5)
     calibrated = CutpointCalibrator(GRID).fit(truth, truth).predict(truth)
     assert np.array_equal(calibrated, truth)
+
+
+def test_dsm_hand_computed():
+    # population truth [1,2,3,4] (mean 2.5, SD sqrt(5/3)), predictions [2,2,3,5] (mean 3, SD sqrt(2));
+    # subgroup = the first two essays: z(prediction) = (2 - 3) / sqrt(2), z(truth) = (1.5 - 2.5) / sqrt(5/3)
+    expected = -1 / math.sqrt(2) + 1 / math.sqrt(5 / 3)
+    assert m.dsm([1.0, 2.0], [2.0, 2.0], [1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 3.0, 5.0]) == pytest.approx(expected)
+    assert math.isnan(m.dsm([1.0], [1.0], [2.0, 2.0], [1.0, 3.0]))  # constant truth: undefined
+
+
+def test_evaluate_tables_hand_computed(schema):
+    """The tables the report displays (evaluate writes them): descriptives, score distribution, SMD and DSM by
+    subgroup level (missing values as one unrecorded level), residuals by level."""
+    rows = pd.DataFrame({"true": [1.0, 2.0, 3.0, 4.0], "pred_grid": [2.0, 2.0, 3.0, 5.0],
+                         "pred_continuous": [1.8, 2.2, 3.0, 5.0], "gender": ["a", "a", "b", None]})
+    rows["residual"] = rows["pred_grid"] - rows["true"]
+    rows["residual_continuous"] = rows["pred_continuous"] - rows["true"]
+    d = descriptives(rows).iloc[0]
+    assert (d["n"], d["human_mean"], d["system_mean"]) == (4, 2.5, 3.0)
+    assert d["human_sd"] == pytest.approx(math.sqrt(5 / 3)) and d["system_sd"] == pytest.approx(math.sqrt(2))
+    dist = score_distribution(rows, schema).set_index("score")
+    assert dist["human"].sum() == 4 and dist.loc[2.0, "system"] == 2 and dist.loc[1.0, "human_share"] == 0.25
+    table = subgroup_dsm(rows, schema).set_index("level")
+    assert table["n"].to_dict() == {"a": 2, "b": 1, "missing": 1}
+    assert table["recorded"].to_dict() == {"a": True, "b": True, "missing": False}
+    assert table.at["a", "dsm"] == pytest.approx(-1 / math.sqrt(2) + 1 / math.sqrt(5 / 3))
+    assert table.at["a", "smd"] == pytest.approx(0.5 / math.sqrt(0.5))  # (2 − 1.5) / SD(1, 2)
+    by_level = residual_by_subgroup(rows, schema).set_index("level")
+    assert by_level["n"].to_dict() == {"a": 2, "b": 1} and by_level.at["a", "mean_residual"] == pytest.approx(0.5)

@@ -163,7 +163,8 @@ def test_fused_adamw_only_on_cuda(tmp_path):
 
 def test_budget_overrides_reach_the_budget_and_unknown_keys_fail(tmp_path):
     params = tiny_params(tmp_path / "unused", [0])
-    changed = select_budget(params, "gpu", ["batch_size=16", "speed.attention=eager", "lora.enabled=false"])
+    changed = select_budget(params, "gpu", ["batch_size=16", "effective_batch=16", "speed.attention=eager",
+                                             "lora.enabled=false"])
     block = changed["finetune"]["budgets"]["gpu"]
     assert changed["finetune"]["budget"] == "gpu" and block["batch_size"] == 16
     assert block["speed"]["attention"] == "eager" and block["lora"]["enabled"] is False

@@ -8,8 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from stages.lib.data.fold_files import FOLDS_DIR, write_fold
+
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima",
          "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey",
@@ -68,7 +71,8 @@ def write_project(root: Path, essays: pd.DataFrame, n_folds: int) -> None:
 
 
 def tiny_params(backbone: Path, folds: list[int]) -> dict:
-    """A params.yaml mapping that runs the finetune stages on the tiny backbone in seconds."""
+    """A params.yaml mapping that runs the finetune stages on the tiny backbone in seconds (the repository's
+    params.yaml with seed, dataset and finetune replaced: every stage checks the whole file's schema)."""
     budget = {
         "gate_valid": False, "device": "cpu", "threads": 2, "backbone": str(backbone),
         "max_length": 16, "stride": 4, "epochs": 2, "max_train_essays": None, "holdout_fraction": 0.2,
@@ -82,6 +86,7 @@ def tiny_params(backbone: Path, folds: list[int]) -> dict:
                   "loader_workers": 0, "pin_memory": False},
     }
     return {
+        **yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8")),
         "seed": 7,
         "dataset": {"text": "full_text", "prompt": "prompt", "source_id": "text_id", "targets": TARGETS,
                     "primary": "Overall", "grid": {"min": 1.0, "max": 5.0, "step": 0.5}, "prompt_grids": {},

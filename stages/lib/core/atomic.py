@@ -1,17 +1,30 @@
-"""Atomic writes: every output appears whole or not at all (temp file, then rename)."""
+"""Atomic writes: every output appears whole or not at all (temp file, then rename). A temp sibling is
+named `.<name>.<pid>-<random>.tmp`: a killed writer's debris is swept by the next stage (`sweep_stale_temps`)
+and `.dvcignore` keeps it out of every hash meanwhile."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from stages.lib.core.paths import OUTPUT_ROOTS
+
+# Where stages write: data/, metrics/, plots/, reports/ and docs/decisions/.
+_TEMP = re.compile(r"\..+\.(\d+)-[a-z0-9_]{8}\.tmp")  # atomic_path / atomic_dir: `.<name>.<pid>-<random>.tmp`
+_TEMP_BEFORE_PID = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # the same helpers before the pid was in the name
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.{os.getpid()}-"
 
 
 @contextlib.contextmanager
@@ -19,7 +32,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.chmod(0o644)
@@ -36,7 +49,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory that replaces `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         if target.exists():
@@ -45,6 +58,43 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def is_stale_temp(path: Path) -> bool:
+    """Whether `path` is a temp sibling left by `atomic_path`/`atomic_dir` whose writer no longer runs."""
+    if _TEMP_BEFORE_PID.fullmatch(path.name):
+        return True
+    match = _TEMP.fullmatch(path.name)
+    if match is None:
+        return False
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def sweep_stale_temps(roots: Iterable[str | Path] = OUTPUT_ROOTS) -> list[Path]:
+    """Delete the temp siblings that killed writers left under `roots` (nothing else); return them."""
+    removed = []
+    for root in roots:
+        for folder, dirs, files in os.walk(root):
+            for name in [d for d in dirs if is_stale_temp(Path(folder, d))]:
+                dirs.remove(name)
+                path = Path(folder, name)
+                path.unlink() if path.is_symlink() else shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            for name in files:
+                path = Path(folder, name)
+                if is_stale_temp(path):
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+    return removed
 
 
 def write_json(path: str | Path, payload: Any) -> None:

@@ -38,6 +38,9 @@ GATE_FIGURE = GATE_PLOTS_DIR / "deltas.png"
 ADR = Path("docs/decisions/0001-transformer-track-gate.md")
 LOCK = Path("dvc.lock")
 
+# Where stages write: the roots swept for stale temporary siblings a killed writer left behind.
+OUTPUT_ROOTS = (Path("data"), METRICS_DIR, Path("plots"), Path("reports"), ADR.parent)
+
 
 def run_name(arm: str, scheme: str) -> str:
     """The name one arm × scheme's evidence goes by in every folder: `<arm>_<scheme>`."""
@@ -69,9 +72,41 @@ def residuals_path(arm: str, scheme: str) -> Path:
     return arm_report_dir(arm, scheme) / "residuals.csv"
 
 
+def residual_report_path(arm: str, scheme: str) -> Path:
+    """`evaluate`'s residual-diagnostics report (markdown) for one arm × scheme."""
+    return arm_report_dir(arm, scheme) / "residuals.md"
+
+
+# `evaluate`'s named tables, one CSV per analysis (as RSMTool writes them): every statistic the report shows.
+ARM_TABLES = (
+    "descriptives",  # N, human and system mean and SD
+    "score_distribution",  # essays per score point, human and system
+    "subgroup_dsm",  # per subgroup level: N, SMD, DSM (the missing-value level marked unrecorded)
+    "residual_by_band",  # residual by human score band
+    "residual_by_length",  # by word-count quartile
+    "residual_by_fold",
+    "residual_by_subgroup",  # by every subgroup level
+    "residual_by_prompt",  # per prompt: N, QWK, agreement, mean residual
+    "confusion_matrix",  # actual × predicted counts on the full grid
+)
+
+
+def arm_table_path(arm: str, scheme: str, table: str) -> Path:
+    """One of `evaluate`'s named tables (`ARM_TABLES`) for one arm × scheme."""
+    if table not in ARM_TABLES:
+        raise ValueError(f"unknown evaluate table {table!r} (known: {', '.join(ARM_TABLES)})")
+    return arm_report_dir(arm, scheme) / f"{table}.csv"
+
+
 def plot_dir(arm: str, scheme: str) -> Path:
     """`evaluate`'s plot data (CSV for `dvc plots`) for one arm × scheme."""
     return ARM_PLOTS_DIR / run_name(arm, scheme)
+
+
+def plot_data_path(arm: str, scheme: str, name: str) -> Path:
+    """One of `evaluate`'s plot-data files: `per_prompt_qwk`, `confusion` (per-essay pairs) or
+    `residual_vs_length`."""
+    return plot_dir(arm, scheme) / f"{name}.csv"
 
 
 def fold_dir(scheme: str, fold: int) -> Path:
@@ -82,3 +117,16 @@ def fold_dir(scheme: str, fold: int) -> Path:
 def run_dir(arm: str, scheme: str, fold: int) -> Path:
     """One fine-tuning run's outputs (arm × scheme × fold)."""
     return RUNS_DIR / arm / scheme / f"fold_{fold}"
+
+
+# The final models (issue 17): each arm fitted on every prepared essay, one artifact directory per arm
+# (`train_final`), and the model card of the default model (`model_card`).
+MODELS_DIR = Path("data/models")
+MODEL_CARD = Path("reports/model_card.md")  # the committed copy
+MODEL_CARD_BESIDE = MODELS_DIR / "model_card.md"  # the copy beside the artifacts (DVC-cached)
+SCORE_BENCHMARK = METRICS_DIR / "benchmark_score.json"  # `python -m tools.score_benchmark`
+
+
+def model_dir(arm: str) -> Path:
+    """An arm's final-model artifact directory."""
+    return MODELS_DIR / arm

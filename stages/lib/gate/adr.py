@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from stages.lib.core.errors import InputError
 from stages.lib.gate.checklist import ChecklistItem
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.gate.decision import ACCEPT, Decision
+from stages.lib.scoring.training_record import parse_record
 
 RULE = """\
 Accept requires one candidate with **every** criterion evaluated, **every** point estimate at or above
 its threshold, and **gate-valid** evidence under every scheme the gate reads: GPU budget, the run marked
-gate-valid, finite training metrics, every fold present and finite, precision and device recorded.
+gate-valid, every fold present with NaN/inf checks covering its training steps and predictions, precision
+and device recorded.
 Evidence from the CPU budget is never gate-valid, so it can only defer.
 
 A criterion whose point estimate passes but whose paired prompt-bootstrap interval reaches below the
@@ -74,13 +77,15 @@ def validity_rows(cfg: GateConfig, training: dict[str, dict[str, Any] | None], d
             if t is None:
                 rows.append([arm, scheme, "not run", "—", "—", "—", "—", "no"])
                 continue
-            folds = t.get("folds")
             problems = [p.split(": ", 1)[1] for p in valid[arm].validity if p.startswith(f"{scheme}: ")] \
                 if arm in valid else []
-            rows.append([arm, scheme, str(t.get("budget", "—")), str(t.get("device", "—")),
-                         str(t.get("precision", "—")), str(t.get("finite", "—")),
-                         str(len(folds)) if isinstance(folds, list) else "—",
-                         "yes" if not problems else "no: " + "; ".join(problems)])
+            try:
+                record = parse_record(t)
+            except InputError:
+                rows.append([arm, scheme, "—", "—", "—", "—", "—", "no: " + "; ".join(problems)])
+                continue
+            rows.append([arm, scheme, record.budget, record.device, record.precision, record.finite_summary(),
+                         str(len(record.folds)), "yes" if not problems else "no: " + "; ".join(problems)])
     return rows
 
 
@@ -152,7 +157,7 @@ def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checkl
     lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "threshold", "result"],
                     criteria_rows(cfg, gate))
     lines += ["", "Gate validity of the candidates' runs:", ""]
-    lines += _table(["candidate", "scheme", "budget", "device", "precision", "finite", "folds", "gate-valid"],
+    lines += _table(["candidate", "scheme", "budget", "device", "precision", "finite checks", "folds", "gate-valid"],
                     validity_rows(cfg, training, decision))
     lines += ["", "## Decision", "", text, ""]
     lines += [f"- {r}" for r in decision.reasons] or ["- every candidate clears the gate robustly"]

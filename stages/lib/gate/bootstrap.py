@@ -1,5 +1,8 @@
 """Paired cluster bootstrap of the gate metrics: prompts (not essays) are resampled with replacement,
-and each metric is recomputed for the candidate and the reference on the same draw.
+and each metric is recomputed for the candidate and the reference on the same draw. With several training
+seeds per arm it is two-level: each resample also draws each arm's seeds with replacement (independently:
+a candidate's seed has no partner among the reference's), and an arm's value is the mean over its drawn
+seeds, so the interval carries seed-to-seed training noise as well as prompt sampling.
 
 Each arm is reduced once to integer confusion matrices per (prompt, fold); a resample is a weighted
 sum of those matrices (weight = how often the prompt was drawn), so thousands of resamples cost
@@ -41,7 +44,8 @@ class ArmCounts:
 
 @dataclass(frozen=True)
 class Interval:
-    """A paired delta (candidate − reference) with its percentile bootstrap interval."""
+    """A paired delta (candidate − reference) of seed-averaged metrics with its percentile bootstrap interval,
+    and the training noise: each arm's SD over seeds and the SD of a one-seed-each delta (None with < 2 seeds)."""
 
     candidate: float
     reference: float
@@ -49,6 +53,17 @@ class Interval:
     ci_low: float
     ci_high: float
     n_valid: int
+    candidate_seed_sd: float | None = None  # None: unmeasured (one seed)
+    reference_seed_sd: float | None = None
+    n_seeds_candidate: int = 1
+    n_seeds_reference: int = 1
+
+    @property
+    def noise_sd(self) -> float | None:
+        """Training-noise SD of the delta, sqrt(SD_candidate² + SD_reference²); None while either is unmeasured."""
+        if self.candidate_seed_sd is None or self.reference_seed_sd is None:
+            return None
+        return float(np.hypot(self.candidate_seed_sd, self.reference_seed_sd))
 
 
 def align_pair(candidate: pd.DataFrame, reference: pd.DataFrame, schema: DatasetSchema, arm: str,
@@ -158,22 +173,46 @@ def resample_prompts(n_prompts: int, n_resamples: int, rng: np.random.Generator)
     return draws, weights
 
 
-def paired_bootstrap(candidate: ArmCounts, reference: ArmCounts, metrics: Sequence[str], cfg: MetricConfig,
-                     n_resamples: int, confidence: float, rng: np.random.Generator) -> dict[str, Interval]:
-    """Per metric: both arms' point estimates, their delta, and a percentile interval of the delta over
-    `n_resamples` paired prompt resamples (all metrics share the same draws)."""
-    if candidate.prompts != reference.prompts:
+def paired_bootstrap(candidate: ArmCounts | Sequence[ArmCounts], reference: ArmCounts | Sequence[ArmCounts],
+                     metrics: Sequence[str], cfg: MetricConfig, n_resamples: int, confidence: float,
+                     rng: np.random.Generator) -> dict[str, Interval]:
+    """Per metric: both arms' seed-averaged point estimates, their delta, and a percentile interval of the
+    delta over `n_resamples` paired prompt resamples (all metrics share the same draws), each arm's seeds
+    resampled too when it has several (one `ArmCounts` per seed). One seed each is the prompt-only bootstrap."""
+    cands = [candidate] if isinstance(candidate, ArmCounts) else list(candidate)
+    refs = [reference] if isinstance(reference, ArmCounts) else list(reference)
+    if not cands or not refs:
+        raise InputError("paired bootstrap: each arm needs at least one seed's predictions")
+    if any(arm.prompts != refs[0].prompts for arm in (*cands, *refs)):
         raise InputError("paired bootstrap: arms must be aggregated over the same prompts in the same order")
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise InputError(f"params.yaml: gate criteria name unknown metric(s) {unknown}; known: {sorted(METRICS)}")
-    draws, weights = resample_prompts(len(reference.prompts), n_resamples, rng)
+    draws, weights = resample_prompts(len(refs[0].prompts), n_resamples, rng)
+    cand_seeds = rng.integers(0, len(cands), size=(n_resamples, len(cands)))
+    ref_seeds = rng.integers(0, len(refs), size=(n_resamples, len(refs)))
     alpha = (1.0 - confidence) / 2.0
     out = {}
     for metric in metrics:
-        cand, ref = point_estimate(candidate, metric, cfg), point_estimate(reference, metric, cfg)
-        deltas = METRICS[metric](candidate, weights, draws, cfg) - METRICS[metric](reference, weights, draws, cfg)
+        cand_points = np.array([point_estimate(a, metric, cfg) for a in cands])
+        ref_points = np.array([point_estimate(a, metric, cfg) for a in refs])
+        deltas = (_seed_mean(cands, cand_seeds, metric, weights, draws, cfg)
+                  - _seed_mean(refs, ref_seeds, metric, weights, draws, cfg))
         deltas = deltas[np.isfinite(deltas)]
         low, high = (np.quantile(deltas, [alpha, 1.0 - alpha]) if len(deltas) else (np.nan, np.nan))
-        out[metric] = Interval(cand, ref, cand - ref, float(low), float(high), len(deltas))
+        cand, ref = float(np.mean(cand_points)), float(np.mean(ref_points))
+        out[metric] = Interval(cand, ref, cand - ref, float(low), float(high), len(deltas),
+                               _seed_sd(cand_points), _seed_sd(ref_points), len(cands), len(refs))
     return out
+
+
+def _seed_mean(arms: Sequence[ArmCounts], seed_draws: np.ndarray, metric: str, weights: np.ndarray,
+               draws: np.ndarray, cfg: MetricConfig) -> np.ndarray:
+    """Per resample, the mean of the metric over the seeds drawn for it (each seed on the same prompt draw)."""
+    per_seed = np.stack([METRICS[metric](arm, weights, draws, cfg) for arm in arms], axis=1)  # (resamples, seeds)
+    return np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
+
+
+def _seed_sd(values: np.ndarray) -> float | None:
+    """Sample SD over seeds; None (unmeasured) with fewer than two."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None

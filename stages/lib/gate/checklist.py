@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stages.lib.core.errors import InputError
 from stages.lib.core.paths import ADR, GATE, metrics_path, predictions_path, residuals_path, training_path
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.gate.evidence import LockedOutput
+from stages.lib.scoring.training_record import parse_record
 
 ITEMS = (
     "A baseline fine-tuning run completed with prompt-holdout CV and residual diagnostics.",
@@ -57,7 +59,7 @@ def _md5(path: Path) -> str:
 def run_complete(arm: str, scheme: str, gate: dict[str, Any], training: dict[str, Any] | None) -> list[str]:
     """What is missing for a run to count as completed with comparable artifacts (empty when complete):
     predictions validated and aligned with the reference by compare, evaluate's metrics and residual
-    diagnostics, and finite training metadata."""
+    diagnostics, and a training record whose NaN/inf checks cover every fold."""
     missing = []
     if not gate.get(f"{arm}.{scheme}.run"):
         missing.append("no predictions on the reference's essays and splits")
@@ -67,8 +69,11 @@ def run_complete(arm: str, scheme: str, gate: dict[str, Any], training: dict[str
         missing.append(f"no {residuals_path(arm, scheme)}")
     if training is None:
         missing.append(f"no {training_path(arm, scheme)}")
-    elif training.get("finite") is not True:
-        missing.append("training metrics not finite")
+    else:
+        try:
+            missing += [f"training metrics not shown finite: {p}" for p in parse_record(training).finite_problems()]
+        except InputError as exc:
+            missing.append(f"training record invalid ({exc})")
     return missing
 
 

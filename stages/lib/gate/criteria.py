@@ -1,6 +1,9 @@
 """The gate's configuration (params `gate`) and its record: one flat key per candidate, scheme, criterion
 and field (`lora.prompt_holdout.worst_prompt_qwk.ci_low`), so `dvc metrics diff` lists every delta,
-interval and pass flag. Every criterion reads "candidate − reference ≥ threshold"."""
+interval and pass flag. Every criterion reads "candidate − reference ≥ threshold" on seed-averaged metrics.
+A pass is robust only when the interval's lower bound clears the threshold AND the margin exceeds the
+training noise (the SD over seeds of a one-seed-each delta), which therefore must be measured (≥ 2 seeds
+per arm)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from stages.lib.core.errors import InputError
 from stages.lib.gate.bootstrap import METRICS, Interval, MetricConfig
 
 FIELDS = ("delta", "ci_low", "ci_high", "threshold", "pass", "robust_pass", "evaluated", "candidate_value",
-          "reference_value")
+          "reference_value", "noise_sd", "noise_measured", "within_noise", "n_seeds_candidate", "n_seeds_reference")
 _EPS = 1e-12  # a delta equal to its threshold passes despite float rounding
 
 
@@ -96,7 +99,10 @@ def criterion_record(candidate: str, criterion: Criterion, interval: Interval | 
         return {f"{key}.threshold": criterion.threshold, f"{key}.evaluated": 0, f"{key}.pass": 0,
                 f"{key}.robust_pass": 0}
     passed = interval.delta >= criterion.threshold - _EPS  # False for NaN
-    robust = passed and interval.ci_low >= criterion.threshold - _EPS
+    noise = interval.noise_sd
+    # inside the training noise: the margin over the threshold is smaller than one seed-to-seed SD of the delta
+    within_noise = noise is not None and interval.delta - criterion.threshold < noise
+    robust = passed and interval.ci_low >= criterion.threshold - _EPS and noise is not None and not within_noise
     return {
         f"{key}.delta": interval.delta,
         f"{key}.ci_low": interval.ci_low,
@@ -107,6 +113,13 @@ def criterion_record(candidate: str, criterion: Criterion, interval: Interval | 
         f"{key}.evaluated": 1,
         f"{key}.candidate_value": interval.candidate,
         f"{key}.reference_value": interval.reference,
+        f"{key}.candidate_seed_sd": interval.candidate_seed_sd,
+        f"{key}.reference_seed_sd": interval.reference_seed_sd,
+        f"{key}.noise_sd": noise,
+        f"{key}.noise_measured": int(noise is not None),
+        f"{key}.within_noise": int(within_noise),
+        f"{key}.n_seeds_candidate": interval.n_seeds_candidate,
+        f"{key}.n_seeds_reference": interval.n_seeds_reference,
     }
 
 
@@ -119,7 +132,8 @@ def gate_record(cfg: GateConfig, intervals: dict[tuple[str, str], dict[str, Inte
         "bootstrap.n_resamples": cfg.n_resamples,
         "bootstrap.confidence": cfg.confidence,
         "bootstrap.seed": cfg.seed,
-        "bootstrap.unit": "prompt",
+        "bootstrap.unit": "prompt, then each arm's seeds (two-level)",
+        "estimate": "mean over seeds of each seed's metric; the fold-level spread is in metrics/arms",
     }
     for candidate in cfg.candidates:
         flags = []

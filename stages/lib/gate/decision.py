@@ -2,18 +2,21 @@
 metadata to a verdict with its reasons.
 
 Rule: accept when some candidate has every criterion evaluated, every point estimate at or above its
-threshold, and gate-valid evidence (GPU budget, marked gate-valid, finite, every fold complete and
-finite, precision and device recorded) under every scheme the gate reads. A passing criterion whose
-interval's lower bound falls below the threshold passes *inside the noise*: the verdict stays accept,
-labelled "accept (fragile)", and the record names the criteria the tuning round must re-check.
-CPU-budget evidence is never gate-valid, so it can only defer."""
+threshold, and gate-valid evidence (GPU budget, marked gate-valid, every configured fold recorded, each
+fold's NaN/inf checks covering its training steps and validation predictions, precision and device recorded)
+under every scheme the gate reads. A passing criterion whose interval's lower bound falls below the
+threshold passes *inside the noise*: the verdict stays accept, labelled "accept (fragile)", and the record
+names the criteria the tuning round must re-check. CPU-budget evidence is never gate-valid, so it can only
+defer."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from stages.lib.core.errors import InputError
 from stages.lib.gate.criteria import criteria_in
+from stages.lib.scoring.training_record import parse_record
 
 ACCEPT, DEFER = "accept", "defer"
 
@@ -57,31 +60,27 @@ class Decision:
 
 
 def validity_problems(training: dict[str, Any] | None, expected_folds: int | None) -> list[str]:
-    """Why one run's training metadata is not gate-valid evidence (empty when it is)."""
+    """Why one run's training record (`stages.lib.scoring.training_record`) is not gate-valid evidence
+    (empty when it is)."""
     if training is None:
         return ["no training metadata"]
+    try:
+        record = parse_record(training)
+    except InputError as exc:
+        return [f"training record invalid ({exc})"]
     problems = []
-    if training.get("budget") != "gpu":
-        problems.append(f"budget {training.get('budget')!r} (only GPU-budget runs are gate-valid)")
-    if training.get("gate_valid") is not True:
+    if record.budget != "gpu":
+        problems.append(f"budget {record.budget!r} (only GPU-budget runs are gate-valid)")
+    if not record.gate_valid:
         problems.append("run not marked gate_valid")
-    if training.get("finite") is not True:
-        problems.append("training metrics not finite")
+    problems += [f"training metrics not shown finite: {p}" for p in record.finite_problems()]
     for key in ("precision", "device"):
-        if not training.get(key):
+        if not getattr(record, key):
             problems.append(f"{key} not recorded")
-    if training.get("complete") is False:
+    if not record.complete:
         problems.append("run marked incomplete (not every configured fold)")
-    folds = training.get("folds")  # fold ids or per-fold records
-    if not isinstance(folds, list):
-        problems.append("per-fold record missing")
-    else:
-        if expected_folds is not None and len(folds) != expected_folds:
-            problems.append(f"{len(folds)} of {expected_folds} folds recorded")
-        bad = [str(f.get("fold", i)) for i, f in enumerate(folds)
-               if isinstance(f, dict) and (f.get("finite") is False or f.get("complete") is False)]
-        if bad:
-            problems.append(f"fold(s) {', '.join(bad)} non-finite or incomplete")
+    if expected_folds is not None and len(record.folds) != expected_folds:
+        problems.append(f"{len(record.folds)} of {expected_folds} folds recorded")
     return problems
 
 

@@ -16,8 +16,6 @@ from matplotlib.figure import Figure
 
 from stages.lib.core.atomic import atomic_path
 
-QWK_FLAG = 0.70
-
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 110) -> None:
     with atomic_path(path) as tmp:
@@ -33,9 +31,10 @@ def _empty(title: str, message: str) -> Figure:
     return fig
 
 
-def per_prompt_figure(frame: pd.DataFrame, reference: str, title: str) -> Figure:
-    """Grouped horizontal bars: per-prompt QWK of every arm, prompts sorted by the reference's QWK.
-    `frame` columns: arm, prompt, n, qwk (one scheme)."""
+def per_prompt_figure(frame: pd.DataFrame, reference: str, title: str, qwk_flag: float) -> Figure:
+    """Grouped horizontal bars: per-prompt QWK of every arm, prompts sorted by the reference's QWK, with the
+    report's QWK flag (params `report.qwk_flag`) as a dashed line. `frame` columns: arm, prompt, n, qwk (one
+    scheme)."""
     if frame.empty:
         return _empty(title, "no arm has per-prompt results")
     wide = frame.pivot_table(index="prompt", columns="arm", values="qwk", aggfunc="first")
@@ -48,7 +47,7 @@ def per_prompt_figure(frame: pd.DataFrame, reference: str, title: str) -> Figure
     y = np.arange(len(wide))
     for j, arm in enumerate(arms):
         ax.barh(y + (j - (len(arms) - 1) / 2) * height, wide[arm].to_numpy(), height=height, label=arm)
-    ax.axvline(QWK_FLAG, color="#b00", linestyle="--", linewidth=1, label=f"QWK {QWK_FLAG:.2f} flag")
+    ax.axvline(qwk_flag, color="#b00", linestyle="--", linewidth=1, label=f"QWK {qwk_flag:.2f} flag")
     ax.set_yticks(y, [f"{p} (n={n[p]})" for p in wide.index], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("QWK (primary target, on the score grid)")

@@ -1,6 +1,8 @@
 """The evaluation report's sections, laid out as ETS's RSMTool reports are: data description, agreement,
 per-prompt and subgroup analyses with explicit flags, residual diagnostics, then the gate and verdict.
-Each function returns HTML body parts built with `stages.lib.reporting.html` (everything escaped)."""
+Each function returns HTML body parts built with `stages.lib.reporting.html` (everything escaped). Every
+statistic comes from a stage output (evaluate's metrics and named tables, compare's gate record, decide's
+verdict); this module only selects, orders and formats, and flags values against `params.report`."""
 
 from __future__ import annotations
 
@@ -10,24 +12,26 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib.core.paths import ADR, DATA_METRICS
+from stages.lib.core.paths import ADR, ARM_REPORTS_DIR, DATA_METRICS
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.checklist import ITEMS
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.reporting.html import Cell, bullets, esc, figure, heading, num, para, table
-from stages.lib.scoring import metrics as m
-from stages.lib.scoring.evaluation import residual_breakdown
 
 SECTIONS = ("summary", "data", "agreement", "per-prompt", "subgroups", "residuals", "gate", "verdict", "definitions")
 
 
 @dataclass(frozen=True)
 class Flags:
-    """Thresholds of educational-measurement practice (params `report`)."""
+    """Thresholds of educational-measurement practice; only ever from params `report`."""
 
-    qwk: float = 0.70
-    smd: float = 0.15
-    dsm: float = 0.10
+    qwk: float
+    smd: float
+    dsm: float
+
+    @classmethod
+    def from_params(cls, report: dict[str, Any]) -> Flags:
+        return cls(float(report["qwk_flag"]), float(report["smd_flag"]), float(report["dsm_flag"]))
 
 
 @dataclass
@@ -37,8 +41,8 @@ class ReportInputs:
     flags: Flags
     data: dict[str, Any] | None
     arm_metrics: dict[str, dict[str, Any] | None]  # "<arm>_<scheme>" -> evaluate's metrics, None if not run
-    residuals: dict[str, pd.DataFrame | None]  # "<arm>_<scheme>" -> evaluate's residual rows
-    per_prompt: pd.DataFrame  # plots/arms/per_prompt_qwk.csv
+    tables: dict[str, dict[str, pd.DataFrame] | None]  # "<arm>_<scheme>" -> evaluate's named tables
+    per_prompt: pd.DataFrame  # the figures stage's per-prompt QWK of every arm and scheme
     gate: dict[str, Any]
     decision: dict[str, Any]
     figures: dict[str, Path] = field(default_factory=dict)
@@ -73,11 +77,11 @@ def summary(r: ReportInputs) -> list[str]:
     ]
 
 
-def _reference_rows(r: ReportInputs) -> pd.DataFrame | None:
+def _reference_tables(r: ReportInputs) -> dict[str, pd.DataFrame] | None:
     for scheme in r.cfg.schemes:
-        rows = r.residuals.get(f"{r.cfg.reference}_{scheme}")
-        if rows is not None:
-            return rows
+        tables = r.tables.get(f"{r.cfg.reference}_{scheme}")
+        if tables is not None:
+            return tables
     return None
 
 
@@ -103,19 +107,16 @@ def data_description(r: ReportInputs) -> list[str]:
         out += [heading(3, "Essays per prompt"), table(
             ["prompt", "essays"] * 3, rows, f"Grey: fewer than {n_min} essays, so excluded from per-prompt and "
             "worst-prompt QWK (still in every other statistic).")]
-    rows = _reference_rows(r)
-    if rows is not None:
-        counts = rows["true"].round(1).value_counts().reindex(r.schema.grid.points().round(1), fill_value=0)
+    tables = _reference_tables(r)
+    if tables is not None:
+        dist, d = tables["score_distribution"], tables["descriptives"].iloc[0]
         out += [heading(3, f"Human score distribution ({r.schema.primary})"), table(
             ["score", "essays", "share"],
-            [[f"{s:.1f}", str(int(c)), f"{100 * c / max(counts.sum(), 1):.1f}%"] for s, c in counts.items()],
-            f"Mean {rows['true'].mean():.3f}, SD {rows['true'].std(ddof=1):.3f}, n = {len(rows)} "
+            [[f"{row.score:.1f}", str(int(row.human)), f"{100 * row.human_share:.1f}%"] for row in dist.itertuples()],
+            f"Mean {d['human_mean']:.3f}, SD {d['human_sd']:.3f}, n = {int(d['n'])} "
             "(out-of-fold essays of the reference arm).")]
-        comp = []
-        for column in r.schema.subgroups:
-            if column in rows.columns:
-                for level, n in rows[column].fillna("missing").astype(str).value_counts().sort_index().items():
-                    comp.append([Cell(column, "text"), Cell(level, "text"), str(n)])
+        comp = [[Cell(row.subgroup, "text"), Cell(row.level, "text" if row.recorded else "text muted"), str(row.n)]
+                for row in tables["subgroup_dsm"].itertuples()]
         out += [heading(3, "Subgroup composition"), table(["subgroup", "level", "essays"], comp)]
     return out
 
@@ -128,13 +129,12 @@ def agreement(r: ReportInputs) -> list[str]:
             if s is None:
                 rows.append([Cell(arm, "text"), Cell(scheme, "text"), Cell("not run", "muted text", 13)])
                 continue
-            res = r.residuals.get(f"{arm}_{scheme}")
-            h = res["true"] if res is not None else pd.Series(dtype=float)
-            p = res["pred_grid"] if res is not None else pd.Series(dtype=float)
+            tables = r.tables.get(f"{arm}_{scheme}")
+            d = tables["descriptives"].iloc[0].to_dict() if tables is not None else {}
             a, q, smd = s["agreement"], s["qwk"], s["smd"]["overall"]
             rows.append([
                 Cell(arm, "text"), Cell(scheme, "text"), str(s["n_essays"]),
-                num(h.mean()), num(h.std(ddof=1)), num(p.mean()), num(p.std(ddof=1)),
+                num(d.get("human_mean")), num(d.get("human_sd")), num(d.get("system_mean")), num(d.get("system_sd")),
                 num(a["exact"]), num(a["adjacent"]),
                 _flag(q["mean"], q["mean"] < r.flags.qwk), num(q["std"]), _flag(q["pooled"], q["pooled"] < r.flags.qwk),
                 num(a["pearson_r"]), _flag(smd, abs(smd) > r.flags.smd, signed=True), num(a["rmse_continuous"]),
@@ -178,6 +178,11 @@ def per_prompt(r: ReportInputs) -> list[str]:
     return out
 
 
+def _recorded(levels: pd.DataFrame) -> pd.DataFrame:
+    """The subgroup levels with a recorded value (not the missing-value group)."""
+    return levels[levels["recorded"].astype(bool)]
+
+
 def subgroups(r: ReportInputs) -> list[str]:
     out = [para(
         "SMD = (mean prediction − mean human score) / SD of the human scores, within the subgroup (flag |SMD| > "
@@ -187,32 +192,26 @@ def subgroups(r: ReportInputs) -> list[str]:
         f"{r.flags.dsm:.2f}).")]
     n_min = r.cfg.metric_config.min_prompt_n
     for scheme in r.cfg.schemes:
-        arms = [a for a in r.arms
-                if r.arm_metrics.get(f"{a}_{scheme}") and r.residuals.get(f"{a}_{scheme}") is not None]
+        arms = [a for a in r.arms if r.arm_metrics.get(f"{a}_{scheme}") and r.tables.get(f"{a}_{scheme}") is not None]
         out.append(heading(3, scheme))
         if not arms:
             out.append(para(f"No arm has run under {scheme}.", "notrun"))
             continue
+        by_arm = {a: _recorded(r.tables[f"{a}_{scheme}"]["subgroup_dsm"]).set_index(["subgroup", "level"])
+                  for a in arms}
         rows = []
-        for column in r.schema.subgroups:
-            ref_rows = r.residuals[f"{arms[0]}_{scheme}"]
-            if column not in ref_rows.columns:
-                continue
-            levels = ref_rows[column].dropna().astype(str).value_counts().sort_index()
-            for level, n in levels.items():
-                cells: list[Cell | str] = [Cell(column, "text"), Cell(level, "text"), str(n)]
-                for arm in arms:
-                    res = r.residuals[f"{arm}_{scheme}"]
-                    group = res[res[column].astype(str) == level]
-                    smd = (r.arm_metrics[f"{arm}_{scheme}"]["smd"]["by_subgroup"].get(column, {})
-                           .get(level, {}).get("smd", float("nan")))
-                    dsm = m.dsm(group["true"], group["pred_grid"], res["true"], res["pred_grid"])
-                    if n < n_min:
-                        cells += [Cell(num(smd, signed=True), "muted"), Cell(num(dsm, signed=True), "muted")]
-                        continue
-                    cells += [_flag(smd, bool(abs(smd) > r.flags.smd), signed=True),
-                              _flag(dsm, bool(abs(dsm) > r.flags.dsm), signed=True)]
-                rows.append(cells)
+        for (column, level), n in by_arm[arms[0]]["n"].items():
+            cells: list[Cell | str] = [Cell(column, "text"), Cell(level, "text"), str(n)]
+            for arm in arms:
+                stats = by_arm[arm]
+                smd, dsm = (stats.at[(column, level), key] if (column, level) in stats.index else float("nan")
+                            for key in ("smd", "dsm"))
+                if n < n_min:
+                    cells += [Cell(num(smd, signed=True), "muted"), Cell(num(dsm, signed=True), "muted")]
+                    continue
+                cells += [_flag(smd, bool(abs(smd) > r.flags.smd), signed=True),
+                          _flag(dsm, bool(abs(dsm) > r.flags.dsm), signed=True)]
+            rows.append(cells)
         header = ["subgroup", "level", "essays", *[f"{a} {stat}" for a in arms for stat in ("SMD", "DSM")]]
         out.append(table(header, rows, f"Primary target, on-grid predictions. Red cells are flagged; grey: fewer "
                                         f"than {n_min} essays, too few to flag (as for prompts)."))
@@ -223,11 +222,12 @@ def residuals(r: ReportInputs) -> list[str]:
     out = [para("Residual = on-grid prediction − human score (positive: the model scores too high). A scorer that "
                 "shrinks toward the mean shows positive residuals in the low bands and negative ones in the high "
                 "bands; the gate's tail criteria watch exactly those bands.")]
-    runs = [(a, s) for a, s in r.runs() if r.residuals.get(f"{a}_{s}") is not None]
+    runs = [(a, s) for a, s in r.runs() if r.tables.get(f"{a}_{s}") is not None]
     if not runs:
-        return [*out, para("No residual rows available.", "notrun")]
-    for title, by in (("by human score band", "score_band"), ("by essay length (word-count quartile)", "length_band")):
-        tables = {f"{a} · {s}": residual_breakdown(r.residuals[f"{a}_{s}"], by).set_index(by) for a, s in runs}
+        return [*out, para("No residual tables available.", "notrun")]
+    for title, by, name in (("by human score band", "score_band", "residual_by_band"),
+                            ("by essay length (word-count quartile)", "length_band", "residual_by_length")):
+        tables = {f"{a} · {s}": r.tables[f"{a}_{s}"][name].set_index(by) for a, s in runs}
         levels = sorted(set().union(*(t.index for t in tables.values())), key=_band_key)
         rows = [[Cell(str(level), "text"), *[num(t["mean_residual"].get(level), signed=True) for t in tables.values()],
                  *[num(t["mae"].get(level)) for t in tables.values()]] for level in levels]
@@ -241,7 +241,8 @@ def residuals(r: ReportInputs) -> list[str]:
                                         f"adjacent, truth ≥ {mc.high_tail}", "n"], tails)]
     out.append(figure(r.figures.get("residual_by_band", Path("-")), "Mean residual by human score band"))
     out.append(figure(r.figures.get("confusion", Path("-")), "Predicted vs actual, counts (shade: share of the row)"))
-    out.append(para("Per-arm breakdowns by grade, fold and prompt: reports/<arm>_<scheme>/residuals.md."))
+    out.append(para(f"Per-arm breakdowns by fold, subgroup and prompt: {ARM_REPORTS_DIR}/<arm>_<scheme>/residuals.md "
+                    "(and one CSV per table beside it)."))
     return out
 
 

@@ -133,3 +133,80 @@ def residual_breakdown(rows: pd.DataFrame, by: str) -> pd.DataFrame:
     }).reset_index()
     numeric = pd.to_numeric(table[by], errors="coerce")
     return table.iloc[numeric.argsort(kind="stable")] if numeric.notna().all() else table
+
+
+def descriptives(rows: pd.DataFrame) -> pd.DataFrame:
+    """RSMTool's descriptives: N, mean and SD (ddof=1) of the human scores and of the on-grid and continuous
+    predictions, over the residual rows."""
+    return pd.DataFrame([{
+        "n": len(rows),
+        "human_mean": float(rows["true"].mean()), "human_sd": float(rows["true"].std(ddof=1)),
+        "system_mean": float(rows["pred_grid"].mean()), "system_sd": float(rows["pred_grid"].std(ddof=1)),
+        "continuous_mean": float(rows["pred_continuous"].mean()),
+        "continuous_sd": float(rows["pred_continuous"].std(ddof=1)),
+    }])
+
+
+def score_distribution(rows: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Essays per point of the score grid: human scores and on-grid predictions, with the human share."""
+    points = pd.Index(schema.grid.points().round(1), name="score")
+    human = rows["true"].round(1).value_counts().reindex(points, fill_value=0)
+    system = rows["pred_grid"].round(1).value_counts().reindex(points, fill_value=0)
+    table = pd.DataFrame({"human": human.astype(int), "system": system.astype(int)}).reset_index()
+    table["human_share"] = table["human"] / max(int(table["human"].sum()), 1)
+    return table
+
+
+def subgroup_dsm(rows: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Per level of every subgroup column: N, SMD within the level and RSMTool's DSM against the whole
+    evaluation set (on-grid predictions). Essays without a value form one extra level, `recorded` False."""
+    out = []
+    for column in schema.subgroups:
+        if column not in rows.columns:
+            continue
+        present = rows[column].notna()
+        groups = [(str(level), group, True) for level, group in rows[present].groupby(
+            rows.loc[present, column].astype(str), sort=True)]
+        if (~present).any():
+            groups.append(("missing", rows[~present], False))
+        for level, group, recorded in groups:
+            out.append({"subgroup": column, "level": level, "recorded": recorded, "n": len(group),
+                        "human_mean": float(group["true"].mean()), "system_mean": float(group["pred_grid"].mean()),
+                        "smd": m.smd(group["true"].to_numpy(), group["pred_grid"].to_numpy()),
+                        "dsm": m.dsm(group["true"], group["pred_grid"], rows["true"], rows["pred_grid"])})
+    columns = ["subgroup", "level", "recorded", "n", "human_mean", "system_mean", "smd", "dsm"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def residual_by_subgroup(rows: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """`residual_breakdown` by every level of every subgroup column, stacked (columns subgroup, level, …)."""
+    tables = [residual_breakdown(rows.assign(level=rows[c].astype("string")).dropna(subset=["level"]), "level")
+              .assign(subgroup=c) for c in schema.subgroups if c in rows.columns]
+    columns = ["subgroup", "level", "n", "mean_residual", "mae", "rmse_continuous"]
+    return pd.concat(tables, ignore_index=True)[columns] if tables else pd.DataFrame(columns=columns)
+
+
+def confusion_matrix(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+    """Actual (rows) × on-grid predicted (columns) counts of the primary target on the full grid."""
+    p = schema.primary
+    labels = [f"{v:.1f}" for v in schema.grid.points()]
+    table = pd.crosstab(frame[f"true_{p}"].map("{:.1f}".format), frame[f"grid_{p}"].map("{:.1f}".format))
+    table = table.reindex(index=labels, columns=labels, fill_value=0)
+    table.index.name, table.columns.name = "actual", None
+    return table.reset_index()
+
+
+def evaluation_tables(frame: pd.DataFrame, rows: pd.DataFrame, prompts: pd.DataFrame,
+                      schema: DatasetSchema) -> dict[str, pd.DataFrame]:
+    """Every named table `evaluate` writes (keys: `stages.lib.core.paths.ARM_TABLES`)."""
+    return {
+        "descriptives": descriptives(rows),
+        "score_distribution": score_distribution(rows, schema),
+        "subgroup_dsm": subgroup_dsm(rows, schema),
+        "residual_by_band": residual_breakdown(rows, "score_band"),
+        "residual_by_length": residual_breakdown(rows, "length_band"),
+        "residual_by_fold": residual_breakdown(rows, "fold"),
+        "residual_by_subgroup": residual_by_subgroup(rows, schema),
+        "residual_by_prompt": prompts.sort_values("qwk", kind="stable"),
+        "confusion_matrix": confusion_matrix(frame, schema),
+    }

@@ -10,12 +10,11 @@ from typing import Any
 
 import yaml
 
-from stages.lib.core.config import section
+from stages.lib.core.config import params_source, remember_source, section
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import ARMS, SCHEMES, validate_params
 
-ARMS = ("lora", "adversarial", "groupdro")
 OBJECTIVE_KEYS = {"lora": (), "adversarial": ("lambda_max", "head_lr", "hidden"), "groupdro": ("eta",)}
-SCHEMES = ("prompt_holdout", "stratified_text")
 
 
 @dataclass(frozen=True)
@@ -90,34 +89,35 @@ class FinetuneConfig:
 
 
 def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
-    """Parse and check `params['finetune']` for the budget it selects."""
+    """Parse and check `params['finetune']` for the budget it selects; errors name the file `params` came from."""
+    src = params_source(params)
     name = section(params, "finetune", "budget")
     budgets = section(params, "finetune", "budgets")
     if name not in budgets:
-        raise InputError(f"params.yaml: finetune.budget {name!r} is not one of finetune.budgets {sorted(budgets)}")
+        raise InputError(f"{src}: finetune.budget {name!r} is not one of finetune.budgets {sorted(budgets)}")
     raw = dict(budgets[name])
     lora_raw = raw.pop("lora", None)
     if isinstance(lora_raw, dict):
         layers = lora_raw.get("layers")
         lora_raw = {**lora_raw, "target_modules": tuple(lora_raw.get("target_modules") or ()),
                     "layers": None if layers is None else tuple(int(i) for i in layers)}
-    lora = _build(LoraSettings, lora_raw, f"finetune.budgets.{name}.lora")
-    speed = _build(SpeedSettings, raw.pop("speed", None), f"finetune.budgets.{name}.speed")
-    budget = _build(Budget, {**raw, "name": name, "lora": lora, "speed": speed}, f"finetune.budgets.{name}")
-    _check_budget(budget)
+    lora = _build(LoraSettings, lora_raw, f"{src}: finetune.budgets.{name}.lora")
+    speed = _build(SpeedSettings, raw.pop("speed", None), f"{src}: finetune.budgets.{name}.speed")
+    budget = _build(Budget, {**raw, "name": name, "lora": lora, "speed": speed}, f"{src}: finetune.budgets.{name}")
+    _check_budget(budget, src)
     arms = tuple(section(params, "finetune", "arms"))
     schemes = tuple(section(params, "finetune", "schemes"))
     for key, values, allowed in (("arms", arms, ARMS), ("schemes", schemes, SCHEMES)):
         unknown = sorted(set(values) - set(allowed))
         if unknown or not values:
-            raise InputError(f"params.yaml: finetune.{key} {list(values)}: "
+            raise InputError(f"{src}: finetune.{key} {list(values)}: "
                              f"expected a non-empty subset of {list(allowed)}")
     return FinetuneConfig(
         budget=budget,
         arms=arms,
         schemes=schemes,
         folds=tuple(int(k) for k in section(params, "finetune", "folds")),
-        objectives={arm: _numbers(section(params, "finetune", "objectives"), arm, names)
+        objectives={arm: _numbers(section(params, "finetune", "objectives"), arm, names, src)
                     for arm, names in OBJECTIVE_KEYS.items()},
     )
 
@@ -126,7 +126,9 @@ def select_budget(params: dict[str, Any], budget: str, overrides: Iterable[str] 
                   arms: Iterable[str] | None = None, schemes: Iterable[str] | None = None) -> dict[str, Any]:
     """A copy of `params` selecting `budget`, as `dvc exp run -S finetune.budget=…` would, with `KEY=VALUE`
     overrides (YAML values, dotted keys) applied to that budget and, when given, other arms or schemes.
-    An unknown key fails naming it."""
+    An unknown key fails naming it; the result is checked against the params schema (one line per mistake)."""
+    overrides = list(overrides)
+    base = params_source(params, fallback="params.yaml")
     params = copy.deepcopy(params)
     finetune = params.setdefault("finetune", {})
     finetune["budget"] = budget
@@ -146,22 +148,23 @@ def select_budget(params: dict[str, Any], budget: str, overrides: Iterable[str] 
         finetune["arms"] = list(arms)
     if schemes is not None:
         finetune["schemes"] = list(schemes)
-    return params
+    source = f"{base} with {' '.join(overrides)}" if overrides else base
+    return remember_source(validate_params(params, source), source)
 
 
 def _build(kind: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise InputError(f"params.yaml: {where} must be a mapping")
+        raise InputError(f"{where} must be a mapping")
     names = [f.name for f in fields(kind)]
     missing = [n for n in names if n not in raw]
     unknown = sorted(set(raw) - set(names))
     if missing or unknown:
-        raise InputError(f"params.yaml: {where}: missing key(s) {missing}, unknown key(s) {unknown}")
+        raise InputError(f"{where}: missing key(s) {missing}, unknown key(s) {unknown}")
     return kind(**raw)
 
 
-def _check_budget(b: Budget) -> None:
-    where = f"params.yaml: finetune.budgets.{b.name}"
+def _check_budget(b: Budget, src: str) -> None:
+    where = f"{src}: finetune.budgets.{b.name}"
     if b.device not in ("auto", "cpu", "cuda"):
         raise InputError(f"{where}.device {b.device!r}: expected auto, cpu or cuda")
     if not 0 <= b.stride < b.max_length - 2:
@@ -184,8 +187,8 @@ def _check_budget(b: Budget) -> None:
         raise InputError(f"{where}: calibration cutpoints needs a held-out training slice (holdout_fraction > 0)")
 
 
-def _numbers(cfg: dict[str, Any], key: str, names: tuple[str, ...]) -> dict[str, float]:
+def _numbers(cfg: dict[str, Any], key: str, names: tuple[str, ...], src: str) -> dict[str, float]:
     block = cfg.get(key)
     if not isinstance(block, dict) or sorted(block) != sorted(names):
-        raise InputError(f"params.yaml: finetune.objectives.{key} must have exactly the keys {list(names)}")
+        raise InputError(f"{src}: finetune.objectives.{key} must have exactly the keys {list(names)}")
     return {n: float(block[n]) for n in names}

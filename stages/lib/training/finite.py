@@ -30,12 +30,14 @@ class DeferredFiniteChecks:
     """Non-finite checks without a host-device synchronisation per micro-batch: values stay on the device
     and are read every `every` micro-batches (and at `flush`). The error names the first offending step,
     exactly as `check_finite` would; the run stops at most `every - 1` micro-batches later (`every=1`:
-    at once)."""
+    at once). `checked` counts the values read and found finite, per quantity: the run's evidence of
+    finiteness (the training record's `finite_checks`)."""
 
     def __init__(self, every: int, fold: int):
         self.every, self.fold = every, fold
         self.pending: list[tuple[str, int, torch.Tensor]] = []
         self.observed = 0
+        self.checked: dict[str, int] = {}
 
     def add(self, name: str, value: torch.Tensor, step: int) -> None:
         """Queue a (scalar) tensor for checking."""
@@ -55,3 +57,4 @@ class DeferredFiniteChecks:
         pending, self.pending = self.pending, []
         for (name, step, _), value in zip(pending, values, strict=True):
             check_finite(name, value, fold=self.fold, step=step)
+            self.checked[name] = self.checked.get(name, 0) + 1

@@ -85,7 +85,8 @@ def _optimizer(model: EssayRegressor, objective: Objective, budget: Budget, devi
 
 def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budget: Budget, accelerator,
           *, pad_id: int, seed: int, fold: int) -> dict[str, Any]:
-    """Train in place; returns the log (per-step loss, steps, precision evidence, seconds).
+    """Train in place; returns the log (per-step loss, steps, precision evidence, the finite checks that ran,
+    seconds).
 
     Raises `NonFiniteError` naming the first non-finite loss or gradient norm; the host reads those values
     every `budget.speed.finite_check_every` micro-batches, so the loop never waits on the device in between."""
@@ -131,16 +132,18 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
         "accumulation_steps": budget.accumulation_steps,
         "activation_dtype": accelerator.unwrap_model(step_module).model.activation_dtype,
         "grad_scaler": accelerator.scaler is not None,
+        "finite_checks": dict(checks.checked),
         "seconds": time.perf_counter() - start,
     }
 
 
 @torch.inference_mode()
 def predict(model: EssayRegressor, data: EssayWindows, accelerator, *, pad_id: int, batch_size: int,
-            fold: int) -> EssayOutput:
+            fold: int, checked: dict[str, int] | None = None) -> EssayOutput:
     """Predictions and representations for every essay, in the data's order (on the CPU).
 
-    Raises `NonFiniteError` at the first non-finite prediction."""
+    Raises `NonFiniteError` at the first non-finite prediction; `checked["prediction"]` (when given) counts the
+    essays whose predictions this process checked."""
     model.to(accelerator.device).eval()
     n = len(data)
     pred = torch.zeros((n, model.head.out_features))
@@ -154,6 +157,8 @@ def predict(model: EssayRegressor, data: EssayWindows, accelerator, *, pad_id: i
         with accelerator.autocast():
             out = run_model(model, batch)
         check_finite("prediction", out.pred, fold=fold)
+        if checked is not None:
+            checked["prediction"] = checked.get("prediction", 0) + int(out.pred.shape[0])
         index, p, r = (accelerator.pad_across_processes(t, pad_index=-1) for t in (batch["index"], out.pred, out.rep))
         index, p, r = accelerator.gather((index, p.float(), r.float()))
         keep = index >= 0

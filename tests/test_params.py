@@ -1,0 +1,195 @@
+"""The params schema: every mistake in params.yaml fails at load, in one line naming the file actually read,
+the dotted key, the value and what was expected (issue 14)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.lib.core.config import load_params, section
+from stages.lib.core.errors import InputError
+from stages.lib.core.params import Params, validate_params
+from stages.lib.training.finetune_config import finetune_config, select_budget
+from tests.conftest import REPO
+
+TEXT = (REPO / "params.yaml").read_text(encoding="utf-8")
+SHA = "7e990c6392a9df9554d15bdd22f0b568d19095cd6676ad39cb1eaa69c977ed7a"
+# Keys the stages read with a default (`.get`): leaving them out is not a mistake.
+OPTIONAL = {"corpus.sha256", "corpus.archive_sha256", "corpus.archive_password", "corpus.url", "dataset.source_id",
+            "dataset.prompt_grids", "dataset.subgroups", "prepare.exclude_prompts", "gate.baseline"}
+
+
+def edited(old: str, new: str) -> str:
+    """params.yaml's text with the one occurrence of `old` replaced (the YAML as a user would type it)."""
+    assert TEXT.count(old) == 1, old
+    return TEXT.replace(old, new)
+
+
+def load_error(tmp_path: Path, text: str, name: str = "params.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    return message
+
+
+PROBES = [
+    ("lr: 2.0e-4", "lr: abc", "finetune.budgets.gpu.lr: got the string 'abc', expected a number > 0"),
+    ("lr: 2.0e-4", "lr: 2e-4", "finetune.budgets.gpu.lr: got the string '2e-4', expected a number > 0 "
+                               "(YAML reads 2e-4 as text, not a number: write 2.0e-4"),
+    ("lr: 2.0e-4", 'lr: "2.0e-4"', "finetune.budgets.gpu.lr: got the string '2.0e-4', expected a number > 0 "
+                                   "(a number, not text: remove the quotes)"),
+    ("      epochs: 3\n", '      epochs: "3"\n', "finetune.budgets.gpu.epochs: got the string '3', expected an "
+                                                "integer >= 1 (a number, not text: remove the quotes)"),
+    ("  n_estimators: 300", "  n_estimators: abc", "xgb.n_estimators: got the string 'abc', expected an integer >= 1"),
+    ("  n_splits: 5", "  n_splits: abc", "folds.n_splits: got the string 'abc', expected an integer >= 2"),
+    ("  n_splits: 5", "  n_splits: 0", "folds.n_splits: got 0, expected an integer >= 2"),
+    ("  n_splits: 5", "  n_splits: 1", "folds.n_splits: got 1, expected an integer >= 2"),
+    ("  n_splits: 5", "  n_splits: 2.0", "folds.n_splits: got 2.0, expected an integer >= 2 (write 2)"),
+    ("  n_estimators: 300", "  n_estimator: 300", "xgb.n_estimator: unknown key (value 300); did you mean "
+                                                  "n_estimators, which is missing?"),
+    ("  n_estimators: 300", "  n_estimators: 300\n  n_estimator: 30", "xgb.n_estimator: unknown key (value 30); "
+                                                                      "did you mean n_estimators?"),
+    ("  max_depth: 4\n", "", "xgb.max_depth: missing key (expected an integer >= 1)"),
+    (f"  sha256: {SHA}", "  sha256: 0", "corpus.sha256: got 0, expected 64 hex characters (a sha256 digest), or "
+                                        "null for no check (YAML reads an all-digit value as a number"),
+    (f"  sha256: {SHA}", "  sha256: " + "1" * 64, "corpus.sha256: got 1111"),
+    (f"  sha256: {SHA}", "  sha256: abc123", "corpus.sha256: got the string 'abc123', expected 64 hex characters"),
+    ("  archive_password: ellipse_test", "  archive_password: 1234",
+     "corpus.archive_password: got 1234, expected text or null (YAML reads it as a number: quote it)"),
+    ("  subsample: 0.8", "  subsample: 1.5", "xgb.subsample: got 1.5, expected a number in (0, 1]"),
+    ("  calibration: cutpoints  # round | cutpoints\n  inner_splits", "  calibration: cutpoint\n  inner_splits",
+     "xgb.calibration: got the string 'cutpoint', expected one of round, cutpoints"),
+    ("  duplicate_scores: keep_first", "  duplicate_scores: keep_last",
+     "prepare.duplicate_scores: got the string 'keep_last', expected one of drop_both, keep_first, average"),
+    ("  n_splits: 5", "  n_splits: 3", "finetune.folds: got [0, 1, 2, 3, 4]: fold(s) [3, 4] do not exist with "
+                                       "folds.n_splits 3"),
+    ("  low_tail: 2.0", "  low_tail: .nan", "evaluate.low_tail: got nan, expected a number (a finite one"),
+    ("  budget: cpu\n", "  budget: tpu\n", "finetune.budget: got 'tpu', expected one of ['cpu', 'gpu']"),
+    ("  primary: Overall", "  primary: overall", "dataset.primary: got 'overall', expected one of dataset.targets"),
+    ("confidence: 0.95}", "confidence: 95}", "gate.bootstrap.confidence: got 95, expected a number in [0.5, 1)"),
+    ("      stride: 16", "      stride: 126", "finetune.budgets.cpu.stride: got 126, expected < max_length - 2"),
+    ("    stratified_text:  # stability", "    stratified_txt:", "gate.criteria: key 'stratified_txt': expected one "
+                                                                   "of prompt_holdout, stratified_text"),
+    ("    lora: {}", "    lora: {eta: 0.1}", "finetune.objectives.lora.eta: unknown key (value 0.1); "
+                                             "finetune.objectives.lora takes no keys"),
+    ("xgb:\n", "xgb: [\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), PROBES, ids=[p[1].strip()[:40] for p in PROBES])
+def test_probe_fails_in_one_line_naming_key_value_and_expectation(tmp_path, old, new, expected):
+    assert expected in load_error(tmp_path, edited(old, new))
+
+
+def test_repeated_key_names_the_key_and_line(tmp_path):
+    text = edited("      lr: 1.0e-3\n", "      lr: 1.0e-3\n      lr: 1.0e-2\n")
+    message = load_error(tmp_path, text)
+    line = text.splitlines().index("      lr: 1.0e-2") + 1
+    assert "not valid YAML (key 'lr' appears twice" in message and f"line {line}," in message
+
+
+def test_committed_params_validate_and_load_as_the_plain_mapping():
+    assert load_params(REPO / "params.yaml") == yaml.safe_load(TEXT)
+    assert set(Params.model_fields) == set(yaml.safe_load(TEXT))
+
+
+def test_uppercase_sha256_is_accepted_and_normalised(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(edited(f"  sha256: {SHA}", f"  sha256: {SHA.upper()}"), encoding="utf-8")
+    assert load_params(path)["corpus"]["sha256"] == SHA
+    for empty in ("null", '""'):
+        path.write_text(edited(f"  sha256: {SHA}", f"  sha256: {empty}"), encoding="utf-8")
+        assert load_params(path)["corpus"]["sha256"] in (None, "")
+
+
+def leaves(node, prefix=()):
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, (*prefix, key))
+        yield (*prefix, key)
+
+
+@pytest.mark.parametrize("path", sorted(leaves(yaml.safe_load(TEXT))), ids=".".join)
+def test_every_key_is_required_or_declared_optional_and_unknown_siblings_fail(path):
+    params = yaml.safe_load(TEXT)
+    dotted = ".".join(path)
+    if len(path) > 1 and (path[-2] in ("budgets", "criteria", "prompt_grids") or path[:2] == ("gate", "criteria")):
+        return  # an entry of a mapping that takes any name (its contents are checked below it)
+    removed = copy.deepcopy(params)
+    target = removed
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    if dotted in OPTIONAL:
+        validate_params(removed, "p.yaml")
+    else:
+        with pytest.raises(InputError, match=rf"^p\.yaml: {dotted}: missing key \(expected "):
+            validate_params(removed, "p.yaml")
+    extra = copy.deepcopy(params)
+    target = extra
+    for key in path[:-1]:
+        target = target[key]
+    target[f"{path[-1]}_typo"] = 1
+    unknown = rf"^p\.yaml: {dotted}_typo: unknown key \(value 1\); (did you mean|expected one of) "
+    with pytest.raises(InputError, match=unknown):
+        validate_params(extra, "p.yaml")
+
+
+def test_aes_params_file_is_the_one_named(tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere" / "selected.yaml"
+    other.parent.mkdir()
+    other.write_text(edited("  n_splits: 5", "  n_splits: 1"), encoding="utf-8")
+    monkeypatch.setenv("AES_PARAMS", str(other))
+    with pytest.raises(InputError, match=rf"^{re.escape(str(other))}: folds\.n_splits: got 1"):
+        load_params()
+    other.write_text(TEXT, encoding="utf-8")
+    params = load_params()
+    with pytest.raises(InputError, match=rf"^{re.escape(str(other))}: missing key gate\.nothing"):
+        section(params, "gate", "nothing")
+    params["finetune"]["budgets"]["cpu"]["lora"]["rank"] = 8  # changed after loading: finetune_config still says where
+    where = re.escape(str(other))
+    with pytest.raises(InputError, match=rf"^{where}: finetune\.budgets\.cpu\.lora: .*unknown key\(s\) \['rank'\]"):
+        finetune_config(params)
+
+
+def test_budget_overrides_end_in_validated_params(params):
+    with pytest.raises(InputError) as info:
+        select_budget(params, "gpu", ["batch_size=16", "lr=2e-4"])
+    assert str(info.value).startswith("params.yaml with batch_size=16 lr=2e-4: finetune.budgets.gpu.lr: got the "
+                                      "string '2e-4'")
+    assert "write 2.0e-4" in str(info.value)
+    with pytest.raises(InputError, match=r"finetune\.budgets\.cpu\.effective_batch: got 8, expected a multiple of "
+                                         r"batch_size \(16\)"):
+        select_budget(params, "cpu", ["batch_size=16"])
+    assert select_budget(params, "gpu", ["lr=2.0e-4"])["finetune"]["budgets"]["gpu"]["lr"] == 2.0e-4
+
+
+def run_stage_module(module: str, params_text: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    (tmp_path / "bad.yaml").write_text(params_text, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "AES_PARAMS": str(tmp_path / "bad.yaml"), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(("module", "old", "new", "expected"), [
+    ("stages.folds", "  n_splits: 5", "  n_splits: abc", "folds.n_splits: got the string 'abc'"),
+    ("stages.folds", "  max_depth: 4\n", "", "xgb.max_depth: missing key"),
+    ("stages.acquire", f"  sha256: {SHA}", "  sha256: 0", "corpus.sha256: got 0"),
+    ("stages.preflight", "      lr: 1.0e-3\n", "      lr: 1e-3\n", "finetune.budgets.cpu.lr: got the string '1e-3'"),
+])
+def test_stage_exits_2_with_one_line_naming_the_file_read(tmp_path, module, old, new, expected):
+    result = run_stage_module(module, edited(old, new), tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}: {expected}")
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
