@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The gate-valid transformer arms on one GPU machine that has no dvc (the lent device): the same stage
 # modules `dvc repro` runs, with the gpu budget selected exactly as
-#   dvc exp run -S finetune.budget=gpu -S 'finetune.schemes=[...]'
+#   dvc exp run -S finetune.budget=gpu -S 'finetune.schemes=[...]' -S 'seeds.finetune=[...]'
 # would select it: preflight, then every arm x scheme x fold with JOBS runs sharing the GPU at once (one
-# MPNet-base LoRA run leaves most of an H100 idle), then collect. Outputs land where dvc writes them
-# (data/runs/, data/predictions/, metrics/training/*.json, metrics/preflight.json); with OUT set they are
-# also packed into $OUT/gate_outputs.tgz with the per-run logs.
+# MPNet-base LoRA run leaves most of an H100 idle), then collect. Runs go seed by seed (the budget profile's
+# `seeds`, or SEEDS="…"): every arm × scheme × fold of the first seed is dispatched before any of the second, so
+# a short lease still yields complete single-seed evidence first, and collect packs each seed whose folds are
+# all there. Outputs land where dvc writes them (data/runs/, data/predictions/, metrics/training/,
+# metrics/preflight.json); with OUT set they are also packed into $OUT/gate_outputs.tgz with the per-run logs.
 #
 # Needs data/prepared (carry it; data/folds is made here when absent) and the backbone: with
 # AES_MODEL_CACHE=/tmp/models and the MPNet directory staged at /tmp/models/all-mpnet-base-v2
@@ -35,7 +37,8 @@ export AES_PARAMS=${AES_PARAMS:-/tmp/aes-params-$BUDGET${TAG:+-$TAG}.yaml}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # The selected params go to $AES_PARAMS; the same call prints their arms and folds (one line each).
-selected=$(OVERRIDES="${OVERRIDES[*]}" SCHEMES="$SCHEMES" BUDGET="$BUDGET" ARMS="${ARMS:-}" "$PYTHON" - <<'EOF_PY'
+selected=$(OVERRIDES="${OVERRIDES[*]}" SCHEMES="$SCHEMES" BUDGET="$BUDGET" ARMS="${ARMS:-}" SEEDS="${SEEDS:-}" \
+  "$PYTHON" - <<'EOF_PY'
 import os
 
 import yaml
@@ -43,14 +46,16 @@ import yaml
 from stages.lib.training.finetune_config import select_budget
 
 params = select_budget(yaml.safe_load(open("params.yaml")), os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
-                       arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split())
+                       arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split(),
+                       seeds=[int(s) for s in os.environ["SEEDS"].split()] or None)
 with open(os.environ["AES_PARAMS"], "w") as fh:
     yaml.safe_dump(params, fh, sort_keys=False)
 print(*params["finetune"]["arms"])
 print(*params["finetune"]["folds"])
+print(*params["seeds"]["finetune"])
 EOF_PY
 )
-{ read -r -a ARMS; read -r -a PARAM_FOLDS; } <<<"$selected"
+{ read -r -a ARMS; read -r -a PARAM_FOLDS; read -r -a SEED_LIST; } <<<"$selected"
 # FOLDS="0 1" runs a slice (e.g. to stay inside a 10-minute call); COLLECT=0 skips collect until all folds exist.
 read -r -a FOLDS <<<"${FOLDS:-${PARAM_FOLDS[*]}}"
 
@@ -63,21 +68,26 @@ md5sum data/folds/*/fold_*/*.parquet > logs/fold_md5.txt
 "$PYTHON" -m stages.preflight 2>&1 | tee logs/preflight.log
 # RESUME=1 skips runs already finished in this working copy (a run directory appears only once complete), e.g.
 # after a call that ran past its time limit; never use it across different SET/SPEED settings.
-for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do for fold in "${FOLDS[@]}"; do
-  if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/fold_$fold" ]; then
-    echo "skip: $arm $scheme fold $fold already finished" >&2
+for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do for fold in "${FOLDS[@]}"; do
+  if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/seed_$seed/fold_$fold" ]; then
+    echo "skip: $arm $scheme seed $seed fold $fold already finished" >&2
   else
-    echo "$arm $scheme $fold"
+    echo "$arm $scheme $fold $seed"
   fi
-done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
-  '"$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" > "logs/finetune_$1_$2_$3.log" 2>&1 \
-   && tail -n 1 "logs/finetune_$1_$2_$3.log" || { tail -n 5 "logs/finetune_$1_$2_$3.log"; exit 255; }' "$PYTHON"
+done; done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
+  '"$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" --seed "$4" > "logs/finetune_$1_$2_$4_$3.log" 2>&1 \
+   && tail -n 1 "logs/finetune_$1_$2_$4_$3.log" || { tail -n 5 "logs/finetune_$1_$2_$4_$3.log"; exit 255; }' \
+  "$PYTHON"
 if [ "${COLLECT:-1}" = 1 ]; then
-  for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do
-    "$PYTHON" -m stages.collect --arm "$arm" --scheme "$scheme"
-  done; done
+  for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do
+    complete=1
+    for fold in "${PARAM_FOLDS[@]}"; do [ -d "data/runs/$arm/$scheme/seed_$seed/fold_$fold" ] || complete=0; done
+    if [ "$complete" = 1 ]; then "$PYTHON" -m stages.collect --arm "$arm" --scheme "$scheme" --seed "$seed"
+    else echo "collect: $arm $scheme seed $seed not complete yet (RESUME=1 to finish it)" >&2; fi
+  done; done; done
 fi
-echo "gate runs: $(( $(date +%s) - start )) s wall for ${#ARMS[@]} arms x ($SCHEMES) x ${#FOLDS[@]} folds, $JOBS at a time" \
+echo "gate runs: $(( $(date +%s) - start )) s wall for ${#ARMS[@]} arms x ($SCHEMES) x ${#FOLDS[@]} folds" \
+  "x ${#SEED_LIST[@]} seeds (${SEED_LIST[*]}), $JOBS at a time" \
   "(folds ${FOLDS[*]}${TAG:+, $TAG}${RESUME:+, resume=$RESUME})" | tee -a logs/gate_wall.txt  # slices add lines
 if [ -n "${OUT:-}" ]; then
   cp "$AES_PARAMS" logs/params_selected.yaml
@@ -85,7 +95,7 @@ if [ -n "${OUT:-}" ]; then
   packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
           logs/fold_md5.txt)
   for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
-    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme.parquet" "metrics/training/${arm}_$scheme.json")
+    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme" "metrics/training/${arm}_$scheme")
     packed+=(logs/finetune_"${arm}_${scheme}"_*.log)
   done; done
   tar czf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" --ignore-failed-read "${packed[@]}"

@@ -1,6 +1,6 @@
-"""Stage `collect`: concatenate one arm's fold runs for a scheme into the shared predictions table
-`data/predictions/<arm>_<scheme>.parquet` and record the training evidence in
-`metrics/training/<arm>_<scheme>.json` (`stages.lib.scoring.training_record`: budget, gate validity, device,
+"""Stage `collect`: concatenate one arm's fold runs for a scheme and training seed into the shared predictions
+table `data/predictions/<arm>_<scheme>/seed_<s>.parquet` and record the training evidence in
+`metrics/training/<arm>_<scheme>/seed_<s>.json` (`stages.lib.scoring.training_record`: budget, gate validity, device,
 precision, seed, per fold the wall time, settings and the NaN/inf checks performed; pooled truncation
 coverage, leakage versus chance)."""
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.atomic import write_json, write_parquet
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import predictions_path, run_dir, training_path
 from stages.lib.core.runinfo import run_info
@@ -28,14 +28,15 @@ from stages.lib.windows.chunking import coverage_report
 _SAME_ACROSS_FOLDS = ("budget", "gate_valid", "backbone", "seed")  # device, precision, settings: `build_record`
 
 
-def read_run(arm: str, scheme: str, fold: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+def read_run(arm: str, scheme: str, fold: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """One fold's predictions, token counts and training log."""
-    directory = run_dir(arm, scheme, fold)
+    directory = run_dir(arm, scheme, fold, seed)
     paths = [directory / name for name in (PREDICTIONS, TOKENS, TRAIN_LOG)]
     for path in paths:
         if not path.is_file():
             raise InputError(f"{path} not found "
-                             f"(run: python -m stages.finetune --arm {arm} --scheme {scheme} --fold {fold})")
+                             f"(run: python -m stages.finetune --arm {arm} --scheme {scheme} --fold {fold} "
+                             f"--seed {seed})")
     return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), json.loads(paths[2].read_text(encoding="utf-8"))
 
 
@@ -60,8 +61,8 @@ def fold_record(log: dict[str, Any], where: str) -> FoldRecord:
         })
 
 
-def summarise(arm: str, scheme: str, logs: list[dict[str, Any]], tokens: pd.DataFrame, expected_folds: list[int],
-              n_essays: int, run: dict[str, Any]) -> TrainingRecord:
+def summarise(arm: str, scheme: str, seed: int, logs: list[dict[str, Any]], tokens: pd.DataFrame,
+              expected_folds: list[int], n_essays: int, run: dict[str, Any]) -> TrainingRecord:
     """The training record of all folds; folds trained under different settings fail."""
     first = logs[0]
     for log in logs[1:]:
@@ -69,7 +70,7 @@ def summarise(arm: str, scheme: str, logs: list[dict[str, Any]], tokens: pd.Data
             if log[key] != first[key]:
                 raise InputError(f"fold {log['fold']} has {key}={log[key]!r} but fold {first['fold']} has "
                                  f"{first[key]!r}; rerun every fold under one setting")
-    folds = [fold_record(log, str(run_dir(arm, scheme, log["fold"]) / TRAIN_LOG)) for log in logs]
+    folds = [fold_record(log, str(run_dir(arm, scheme, log["fold"], seed) / TRAIN_LOG)) for log in logs]
     windows = first["windows"]
     val = tokens[tokens["split"] == "val"]["n_tokens"].to_numpy()
     leakage = [f.details["diagnostics"] for f in folds]
@@ -92,15 +93,18 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any]) -> TrainingRecord:
+def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any], seed: int) -> TrainingRecord:
+    """One seed's fold runs into its predictions table and training record."""
+    if seed not in arm_seeds(params, arm):
+        raise InputError(f"--seed {seed} is not in params seeds.finetune {arm_seeds(params, arm)}")
     schema = DatasetSchema.from_params(params)
-    runs = [read_run(arm, scheme, fold) for fold in folds]
+    runs = [read_run(arm, scheme, fold, seed) for fold in folds]
     table = pd.concat([r[0] for r in runs], ignore_index=True)
     validate_predictions(table, schema, f"{arm}/{scheme} folds {folds}")
-    record = summarise(arm, scheme, [r[2] for r in runs], pd.concat([r[1] for r in runs], ignore_index=True),
-                       list(finetune_config(params).folds), len(table), run_info(int(params["seed"])))
-    write_parquet(predictions_path(arm, scheme), table)
-    write_json(training_path(arm, scheme), record.to_dict())
+    record = summarise(arm, scheme, seed, [r[2] for r in runs], pd.concat([r[1] for r in runs], ignore_index=True),
+                       list(finetune_config(params).folds), len(table), run_info(seed))
+    write_parquet(predictions_path(arm, scheme, seed), table)
+    write_json(training_path(arm, scheme, seed), record.to_dict())
     return record
 
 
@@ -109,11 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm", required=True, choices=ARMS)
     parser.add_argument("--scheme", required=True, choices=SCHEMES)
     parser.add_argument("--folds", type=int, nargs="+", help="default: finetune.folds (a subset is marked incomplete)")
+    parser.add_argument("--seed", type=int, help="a training seed in params seeds.finetune (default: the first)")
     args = parser.parse_args(argv)
     params = load_params()
     folds = args.folds or list(finetune_config(params).folds)
-    record = collect(args.arm, args.scheme, folds, params)
-    print(f"{args.arm}_{args.scheme}: {record.n_essays} essays from folds {folds}; budget {record.budget} "
+    seed = arm_seeds(params, args.arm)[0] if args.seed is None else args.seed
+    record = collect(args.arm, args.scheme, folds, params, seed)
+    print(f"{args.arm}_{args.scheme} seed {seed}: {record.n_essays} essays from folds {folds}; budget {record.budget} "
           f"(gate_valid={record.gate_valid}), {record.details['wall_seconds_total']:.0f}s of training runs; "
           f"finite checks: {record.finite_summary()}")
 

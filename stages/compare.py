@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 from stages.lib.core.atomic import write_csv, write_json
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import GATE, GATE_DELTAS, GATE_FIGURE, predictions_path
 from stages.lib.data.schema import DatasetSchema
@@ -27,30 +27,40 @@ def pair_rng(seed: int, candidate: str, scheme: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(f"{candidate}/{scheme}".encode())])
 
 
-def compare(cfg: GateConfig, schema: DatasetSchema) -> dict:
-    """Run every (candidate, scheme) pair present on disk and return the flat gate record."""
+def compare(cfg: GateConfig, schema: DatasetSchema, seeds: dict[str, list[int]]) -> dict:
+    """Run every (candidate, scheme) pair present on disk and return the flat gate record. `seeds[arm]` lists
+    the arm's training seeds: the reference needs all of them; a candidate is compared on the seeds it has."""
     intervals: dict[tuple[str, str], dict[str, Interval] | None] = {}
     sizes: dict[tuple[str, str], dict[str, int]] = {}
     for scheme in cfg.criteria_schemes:
-        ref_path = predictions_path(cfg.reference, scheme)
-        if not ref_path.is_file():
-            raise InputError(f"{ref_path}: the reference arm's predictions are required by the gate")
-        reference = read_predictions(ref_path, schema)
+        missing = [p for p in (predictions_path(cfg.reference, scheme, s) for s in seeds[cfg.reference])
+                   if not p.is_file()]
+        if missing:
+            raise InputError(f"{missing[0]}: the reference arm's predictions are required by the gate "
+                             f"({len(missing)} of {len(seeds[cfg.reference])} seeds missing)")
+        references = [read_predictions(predictions_path(cfg.reference, scheme, s), schema)
+                      for s in seeds[cfg.reference]]
+        reference = references[0]
         prompts = sorted(reference["prompt"].unique())
         folds = sorted(int(f) for f in reference["fold"].unique())
-        ref_counts = arm_counts(reference, schema, prompts, folds, cfg.metric_config)
+        ref_counts = [arm_counts(align_pair(frame, reference, schema, cfg.reference, scheme), schema, prompts, folds,
+                                 cfg.metric_config) for frame in references]
         for candidate in cfg.candidates:
-            path = predictions_path(candidate, scheme)
-            if not path.is_file():
+            present = [s for s in seeds[candidate] if predictions_path(candidate, scheme, s).is_file()]
+            if not present:
                 intervals[(candidate, scheme)] = None
-                print(f"{candidate}/{scheme}: not run ({path} absent)")
+                print(f"{candidate}/{scheme}: not run (no seed of {seeds[candidate]} under "
+                      f"{predictions_path(candidate, scheme, seeds[candidate][0]).parent})")
                 continue
-            frame = align_pair(read_predictions(path, schema), reference, schema, candidate, scheme)
-            counts = arm_counts(frame, schema, prompts, folds, cfg.metric_config)
+            counts = [arm_counts(align_pair(read_predictions(predictions_path(candidate, scheme, s), schema),
+                                            reference, schema, candidate, scheme), schema, prompts, folds,
+                                 cfg.metric_config) for s in present]
             intervals[(candidate, scheme)] = paired_bootstrap(
                 counts, ref_counts, cfg.metrics_for(scheme), cfg.metric_config, cfg.n_resamples, cfg.confidence,
                 pair_rng(cfg.seed, candidate, scheme))
-            sizes[(candidate, scheme)] = {"n_essays": len(frame), "n_prompts": len(prompts), "n_folds": len(folds)}
+            sizes[(candidate, scheme)] = {"n_essays": len(reference), "n_prompts": len(prompts),
+                                          "n_folds": len(folds), "n_seeds": len(present),
+                                          "n_seeds_missing": len(seeds[candidate]) - len(present)}
     return gate_record(cfg, intervals, sizes)
 
 
@@ -58,7 +68,8 @@ def main() -> None:
     start = time.perf_counter()
     params = load_params()
     cfg = GateConfig.from_params(params)
-    record = compare(cfg, DatasetSchema.from_params(params))
+    record = compare(cfg, DatasetSchema.from_params(params),
+                     {arm: arm_seeds(params, arm) for arm in (cfg.reference, *cfg.candidates)})
     write_json(GATE, record)
     deltas = deltas_table(record)
     write_csv(GATE_DELTAS, deltas)

@@ -7,14 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from stages.lib.core.atomic import write_json, write_text
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import run_stage
 from stages.lib.core.paths import ADR, DECISION, GATE
 from stages.lib.gate.adr import render_adr
 from stages.lib.gate.checklist import ChecklistItem, build_checklist
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.gate.decision import ACCEPT, Decision, verdict
-from stages.lib.gate.evidence import latest_finish, load_arm_files, lock_outputs, read_required_json
+from stages.lib.gate.evidence import (
+    latest_finish,
+    load_arm_files,
+    load_training,
+    lock_outputs,
+    read_required_json,
+    training_records,
+)
 
 
 def decision_record(decision: Decision, checklist: list[ChecklistItem], date: str | None) -> dict[str, Any]:
@@ -41,11 +48,11 @@ def main() -> None:
     cfg = GateConfig.from_params(params)
     gate = read_required_json(GATE, "compare")
     arms, schemes = [cfg.reference, *cfg.candidates], list(cfg.schemes)
-    arm_metrics = load_arm_files(arms, schemes, "metrics")
-    training = load_arm_files(arms, schemes, "training")
+    arm_metrics = load_arm_files(arms, schemes)
+    training = load_training(arms, schemes, {arm: arm_seeds(params, arm) for arm in arms})
     decision = verdict(gate, training)
     checklist = build_checklist(cfg, gate, training, lock_outputs())
-    date = latest_finish(*arm_metrics.values(), *training.values())
+    date = latest_finish(*arm_metrics.values(), *training_records(training))
     write_text(ADR, render_adr(cfg, gate, decision, checklist, arm_metrics, training, date))
     write_json(DECISION, decision_record(decision, checklist, date))
     ticked = sum(i.done for i in checklist)

@@ -1,4 +1,4 @@
-"""Stage `evaluate` (shared by every arm): read only the arm's predictions table and write
+"""Stage `evaluate` (shared by every arm): read only the arm's predictions tables (one per training seed) and write
 `metrics/arms/<arm>_<scheme>.json`; under `reports/arms/<arm>_<scheme>/` the per-essay residual rows, one
 named table per analysis (`stages.lib.core.paths.ARM_TABLES`: descriptives, score distribution, subgroup
 SMD/DSM, residual breakdowns, confusion matrix — every statistic the report shows) and a residual-diagnostics
@@ -11,7 +11,7 @@ import argparse
 import pandas as pd
 
 from stages.lib.core.atomic import write_csv, write_json, write_text
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import run_stage
 from stages.lib.core.paths import (
     arm_table_path,
@@ -26,6 +26,7 @@ from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.evaluation import evaluation_tables, per_prompt_table, residual_rows, summarise
 from stages.lib.scoring.predictions import read_predictions
+from stages.lib.scoring.seeds import ESTIMATE, combine_seeds
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -35,6 +36,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
     rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
     body = ["| " + " | ".join(row) + " |" for row in cells.to_numpy().tolist()]
     return "\n".join([head, rule, *body])
+
+
+def _seed_line(summary: dict) -> str:
+    sd = summary["seed_sd"]
+    if summary["n_seeds"] < 2:
+        return (f"One training seed ({summary['seeds'][0]}): the seed-to-seed training noise is unmeasured. "
+                "The tables below are that seed's.")
+    seeds = ", ".join(map(str, summary["seeds"]))
+    return (f"Figures above are means over {summary['n_seeds']} training seeds ({seeds}); "
+            f"SD over seeds: QWK {sd['qwk']['mean']:.3f}, worst-prompt QWK {sd['worst_prompt_qwk']:.3f}. "
+            f"The tables below are seed {summary['tables_seed']}'s.")
 
 
 def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.DataFrame]) -> str:
@@ -49,6 +61,8 @@ def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.D
         f"QWK mean over folds {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f}, pooled "
         f"{summary['qwk']['pooled']:.3f}; worst-prompt QWK (bottom {summary['bottom_k']} of prompts with ≥ "
         f"{summary['min_prompt_n']} essays) {summary['worst_prompt_qwk']:.3f}.",
+        "",
+        _seed_line(summary),
     ]
     for title, name in [("score band (human score)", "residual_by_band"),
                         ("length (word-count quartile)", "residual_by_length"), ("fold", "residual_by_fold")]:
@@ -61,10 +75,17 @@ def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.D
 
 
 def evaluate(arm: str, scheme: str, params: dict) -> dict:
-    """Judge the arm's predictions table and write every output of the stage; returns the metrics' summary."""
+    """Judge the arm's predictions, every training seed's table, and write every output of the stage; returns
+    the metrics (seed means at the top level, `seed_sd`, `per_seed`). The per-essay tables and plot data are
+    the first seed's."""
     schema = DatasetSchema.from_params(params)
-    frame = read_predictions(predictions_path(arm, scheme), schema)
-    summary = summarise(frame, schema, params["evaluate"])
+    seeds = arm_seeds(params, arm)
+    frames = [read_predictions(predictions_path(arm, scheme, seed), schema) for seed in seeds]
+    per_seed = [summarise(frame, schema, params["evaluate"]) for frame in frames]
+    mean, sd = combine_seeds(per_seed)
+    summary = {"seeds": seeds, "n_seeds": len(seeds), "estimate": ESTIMATE, "tables_seed": seeds[0], **mean,
+               "seed_sd": sd, "per_seed": {str(seed): one for seed, one in zip(seeds, per_seed, strict=True)}}
+    frame = frames[0]
     rows = residual_rows(frame, schema)
     prompts = per_prompt_table(frame, schema)
     tables = evaluation_tables(frame, rows, prompts, schema)
@@ -90,7 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     summary = evaluate(args.arm, args.scheme, load_params())
     name = run_name(args.arm, args.scheme)
-    print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over folds, "
+    sd = summary["seed_sd"].get("qwk", {}).get("mean")
+    noise = f", ± {sd:.3f} over {summary['n_seeds']} seeds" if sd is not None else " (one seed: noise unmeasured)"
+    print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over folds{noise}, "
           f"worst-prompt {summary['worst_prompt_qwk']:.3f}, MCRMSE {summary['mcrmse']:.3f}")
 
 

@@ -1,5 +1,5 @@
 """Stage `finetune`: train one arm (lora | adversarial | groupdro) on one fold of one scheme with the
-selected budget, score the fold's validation essays, and write `data/runs/<arm>/<scheme>/fold_<k>/`:
+selected budget, score the fold's validation essays, and write `data/runs/<arm>/<scheme>/seed_<s>/fold_<k>/`:
 predictions.parquet (the shared predictions contract), truncation_coverage.json, tokens.parquet
 (per-essay token counts) and train_log.json (per-step loss, device, precision used, seed, wall time, the
 NaN/inf checks the run performed, leakage / group-weight diagnostics)."""
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from stages.lib.core.atomic import atomic_dir, write_json
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import run_dir
 from stages.lib.core.runinfo import device_name, run_info
@@ -33,19 +33,23 @@ from stages.lib.training.runtime import open_runtime
 from stages.lib.training.trainer import predict, train
 
 
-def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int) -> None:
+def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int, seed: int, seeds: list[int]) -> None:
     """The requested run must be one the params select (so stale CLI calls fail closed)."""
-    for name, value, chosen in (("arm", arm, cfg.arms), ("scheme", scheme, cfg.schemes), ("fold", fold, cfg.folds)):
+    for name, value, chosen in (("arm", arm, cfg.arms), ("scheme", scheme, cfg.schemes), ("fold", fold, cfg.folds),
+                                ("seed", seed, seeds)):
         if value not in chosen:
-            raise InputError(f"--{name} {value!r} is not selected in params.yaml finetune ({list(chosen)})")
+            raise InputError(f"--{name} {value!r} is not selected in the params ({list(chosen)})")
 
 
-def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[str, Any]:
-    """Train and score one fold; write its run directory; return the training log."""
+def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+    """Train and score one fold with one training seed (default: the first of `seeds.finetune`); write its run
+    directory; return the training log."""
     t0 = time.perf_counter()
     cfg = finetune_config(params)
-    check_selection(cfg, arm, scheme, fold)
-    schema, budget, seed = DatasetSchema.from_params(params), cfg.budget, int(params["seed"])
+    seeds = arm_seeds(params, arm)
+    seed = seeds[0] if seed is None else int(seed)
+    check_selection(cfg, arm, scheme, fold, seed, seeds)
+    schema, budget = DatasetSchema.from_params(params), cfg.budget
     runtime = open_runtime(budget, seed)
     tokenizer = runtime.tokenizer
 
@@ -114,7 +118,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any]) -> dict[s
         "run": run_info(seed, threads=torch.get_num_threads()),
     }
     if accelerator.is_main_process:
-        with atomic_dir(run_dir(arm, scheme, fold)) as out:
+        with atomic_dir(run_dir(arm, scheme, fold, seed)) as out:
             table.to_parquet(out / PREDICTIONS, index=False)
             tokens.to_parquet(out / TOKENS, index=False)
             write_json(out / COVERAGE, coverage)
@@ -127,14 +131,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arm", required=True, choices=ARMS)
     parser.add_argument("--scheme", required=True, choices=SCHEMES)
     parser.add_argument("--fold", required=True, type=int)
+    parser.add_argument("--seed", type=int, help="a training seed in params seeds.finetune (default: the first)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    log = run_fold(args.arm, args.scheme, args.fold, load_params())
+    log = run_fold(args.arm, args.scheme, args.fold, load_params(), args.seed)
     key = next(k for k in log if k.startswith("val_qwk_"))
-    print(f"{args.arm}/{args.scheme}/fold_{args.fold}: budget {log['budget']} on {log['device']} "
+    print(f"{args.arm}/{args.scheme}/seed_{log['seed']}/fold_{args.fold}: budget {log['budget']} on {log['device']} "
           f"({log['precision']['used']}), {log['training']['micro_batches']} micro-batches, "
           f"{key} {log[key]:.3f}, {log['seconds']['total']:.0f}s")
 

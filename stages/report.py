@@ -33,7 +33,7 @@ def load_inputs(params: dict) -> ReportInputs:
                 "gate": GATE_FIGURE}
     return ReportInputs(
         cfg=cfg, schema=DatasetSchema.from_params(params), flags=Flags.from_params(section(params, "report")),
-        data=read_json(DATA_METRICS), arm_metrics=load_arm_files(arms, schemes, "metrics"),
+        data=read_json(DATA_METRICS), arm_metrics=load_arm_files(arms, schemes),
         tables=tables, per_prompt=per_prompt,
         gate=read_required_json(GATE, "compare"),
         decision=read_required_json(DECISION, "decide"), figures=figures)

@@ -1,6 +1,7 @@
 """Stage `xgb` (the reference arm): multi-target XGBoost per fold on handcrafted + embedding features,
 optional score-band sample weights, and leak-safe calibration to the score grid (cutpoints fitted on
-inner cross-validated predictions of the training fold only). Writes the arm's predictions table."""
+inner cross-validated predictions of the training fold only). One run per scheme × training seed writes
+that seed's predictions table and training record."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import xgboost
 from tqdm import tqdm
 
 from stages.lib.core.atomic import write_json, write_parquet
-from stages.lib.core.config import load_params
-from stages.lib.core.errors import run_stage
+from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import predictions_path, training_path
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.fold_files import fold_file, read_fold, scheme_folds
@@ -38,14 +39,17 @@ def checked_rows(name: str, *arrays: np.ndarray, source: object) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scheme", required=True, choices=["prompt_holdout", "stratified_text"])
+    parser.add_argument("--seed", required=True, type=int, help="a training seed listed in params seeds.xgb")
     args = parser.parse_args()
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    cfg, seed = params["xgb"], int(params["seed"])
+    cfg, seed = params["xgb"], args.seed
+    if seed not in arm_seeds(params, ARM):
+        raise InputError(f"--seed {seed} is not in params seeds.xgb {arm_seeds(params, ARM)}")
     folds = scheme_folds(args.scheme)
     features = load_features()
     frames, records = [], []
-    for fold in tqdm(folds, desc=f"xgb {args.scheme}", unit="fold"):
+    for fold in tqdm(folds, desc=f"xgb {args.scheme} seed {seed}", unit="fold"):
         train, val = read_fold(args.scheme, fold)
         source = fold_file(args.scheme, fold, "train").parent
         continuous, on_grid, log = run_fold(train, val, features, args.scheme, cfg, seed, schema, source)
@@ -56,11 +60,11 @@ def main() -> None:
             essays_scored=len(val), finite_checks={PREDICTION: checked}, settings=dict(cfg),
             details={k: v for k, v in log.items() if k != "seconds"}))
     table = pd.concat(frames, ignore_index=True)
-    write_parquet(predictions_path(ARM, args.scheme), table)
+    write_parquet(predictions_path(ARM, args.scheme, seed), table)
     record = build_record(arm=ARM, scheme=args.scheme, budget="full", gate_valid=True, backbone="xgboost", seed=seed,
                           folds=records, expected_folds=list(folds), n_essays=len(table),
                           run=run_info(seed, xgboost=xgboost.__version__))
-    write_json(training_path(ARM, args.scheme), record.to_dict())
+    write_json(training_path(ARM, args.scheme, seed), record.to_dict())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from stages import evaluate
+from stages.lib.core.config import arm_seeds
 from stages.lib.core.paths import metrics_path, predictions_path, training_path
 from stages.lib.scoring.training_record import LOSS, PREDICTION, FoldRecord, build_record
 
@@ -71,29 +72,39 @@ def predict(frame: pd.DataFrame, seed: int, noise: float = 0.35, bias: float = 0
     return out[columns]
 
 
-def write_params(root: Path, **gate_overrides) -> dict:
-    """Copy the repository's params.yaml into `root`, with gate overrides (e.g. a smaller bootstrap)."""
+def write_params(root: Path, seeds: dict[str, list[int]] | None = None, **gate_overrides) -> dict:
+    """Copy the repository's params.yaml into `root`, with training seeds (default one per arm) and gate
+    overrides (e.g. a smaller bootstrap)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["seeds"] = seeds or {"xgb": [1], "finetune": [1]}
+    for budget in params["finetune"]["budgets"].values():  # the budget profiles' seeds must be among them
+        budget["seeds"] = params["seeds"]["finetune"][:1]
     params["gate"].update(gate_overrides)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return params
 
 
-def write_arm(root: Path, arm: str, scheme: str, frame: pd.DataFrame, params: dict,
+def write_arm(root: Path, arm: str, scheme: str, frames: pd.DataFrame | list[pd.DataFrame], params: dict,
               training: dict | None = None) -> None:
-    """Lay out what the arm's training stage writes (the predictions table, optionally its training record)
-    and run the `evaluate` stage on it (metrics, named tables, residual rows and report, plot data)."""
-    path = root / predictions_path(arm, scheme)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+    """Lay out what the arm's training stages write, one predictions table (and optionally a training record)
+    per training seed the params list for the arm, and run the `evaluate` stage on them (metrics, named tables,
+    residual rows and report, plot data)."""
+    frames = [frames] if isinstance(frames, pd.DataFrame) else frames
+    seeds = arm_seeds(params, arm)
+    assert len(frames) == len(seeds), f"{arm}: {len(frames)} tables for seeds {seeds}"
+    for seed, frame in zip(seeds, frames, strict=True):
+        path = root / predictions_path(arm, scheme, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(path, index=False)
+        if training is not None:
+            record = root / training_path(arm, scheme, seed)
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({**training, "arm": arm, "scheme": scheme, "seed": seed}))
     with chdir(root):
         evaluate.evaluate(arm, scheme, params)
     metrics = json.loads((root / metrics_path(arm, scheme)).read_text())
     metrics["run"]["finished_utc"] = "2025-11-24T12:00:00Z"  # a fixed date, so the decision record's is testable
     (root / metrics_path(arm, scheme)).write_text(json.dumps(metrics))
-    if training is not None:
-        (root / training_path(arm, scheme)).parent.mkdir(parents=True, exist_ok=True)
-        (root / training_path(arm, scheme)).write_text(json.dumps({**training, "arm": arm, "scheme": scheme}))
 
 
 def training_record(n_folds: int = 5, *, budget: str = "gpu", steps: int = 32, essays: int = 400,
@@ -132,19 +143,22 @@ def data_json(root: Path, frame: pd.DataFrame) -> None:
 
 
 def build_workspace(root: Path, candidates: dict[str, dict] | None = None, n_resamples: int = 300,
-                    seed: int = 0) -> dict:
+                    seed: int = 0, seeds: dict[str, list[int]] | None = None) -> dict:
     """A pipeline-shaped workspace in `root`: xgb under both schemes, plus each candidate in `candidates`
-    (name -> {"noise": ..., "training": ..., "schemes": [...]}) on the same essays and folds."""
-    params = write_params(root, bootstrap={"n_resamples": n_resamples, "confidence": 0.95})
+    (name -> {"noise": ..., "training": ..., "schemes": [...]}) on the same essays and folds; one table per
+    training seed in `seeds` (default one per arm), each seed a fresh draw of the arm's noise."""
+    params = write_params(root, seeds, bootstrap={"n_resamples": n_resamples, "confidence": 0.95})
     for k, scheme in enumerate(("prompt_holdout", "stratified_text")):
         frame = essays(scheme, seed=seed)
-        write_arm(root, "xgb", scheme, predict(frame, seed=seed + 10 + k), params,
+        write_arm(root, "xgb", scheme, [predict(frame, seed=seed + 10 + k + 1000 * i)
+                                        for i, _ in enumerate(arm_seeds(params, "xgb"))], params,
                   training_record(budget="full", steps=0, device="cpu", precision="fp32", gate_valid=True,
                                   finished="2025-11-24T10:00:00Z"))
         if scheme == "prompt_holdout":
             data_json(root, frame)
         for j, (arm, spec) in enumerate((candidates or {}).items()):
             if scheme in spec.get("schemes", ["prompt_holdout"]):
-                arm_frame = predict(frame, seed=seed + 100 + 10 * j + k, noise=spec.get("noise", 0.35))
-                write_arm(root, arm, scheme, arm_frame, params, spec.get("training"))
+                arm_frames = [predict(frame, seed=seed + 100 + 10 * j + k + 1000 * i, noise=spec.get("noise", 0.35))
+                              for i, _ in enumerate(arm_seeds(params, arm))]
+                write_arm(root, arm, scheme, arm_frames, params, spec.get("training"))
     return params

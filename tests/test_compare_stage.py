@@ -53,8 +53,8 @@ def test_missing_candidates_are_not_run(workspace, capsys):
 
 
 def test_reference_is_required(workspace):
-    (workspace / "data/predictions/xgb_prompt_holdout.parquet").unlink()
-    with pytest.raises(InputError, match=r"xgb_prompt_holdout\.parquet: the reference"):
+    (workspace / "data/predictions/xgb_prompt_holdout/seed_1.parquet").unlink()
+    with pytest.raises(InputError, match=r"xgb_prompt_holdout/seed_1\.parquet: the reference"):
         compare.main()
 
 

@@ -23,9 +23,11 @@ CRITERIA = [("prompt_holdout", "worst_prompt_qwk"), ("prompt_holdout", "mean_qwk
 GOOD = {"worst_prompt_qwk": 0.05, "mean_qwk": 0.02, "low_tail_adjacent": 0.02, "high_tail_adjacent": 0.02}
 
 
-def make_gate(params, arms: dict[str, dict], half_width: float = 0.005) -> dict:
+def make_gate(params, arms: dict[str, dict], half_width: float = 0.005, seed_sd: float = 0.002,
+              n_seeds: int = 3) -> dict:
     """A gate record: `arms[name]` maps (scheme, metric) or metric to a delta; a scheme absent from
-    `arms[name]["schemes"]` counts as not run. Intervals are delta ± half_width."""
+    `arms[name]["schemes"]` counts as not run. Intervals are delta ± half_width; each arm's SD over its
+    `n_seeds` seeds is `seed_sd` (None: unmeasured); `arms[name]` may override all three."""
     cfg = GateConfig.from_params(params)
     intervals, sizes = {}, {}
     for arm in cfg.candidates:
@@ -35,18 +37,20 @@ def make_gate(params, arms: dict[str, dict], half_width: float = 0.005) -> dict:
                 intervals[(arm, scheme)] = None
                 continue
             width = spec.get("half_width", half_width)
+            sd, n = spec.get("seed_sd", seed_sd), spec.get("n_seeds", n_seeds)
             pair = {}
             for metric in cfg.metrics_for(scheme):
                 delta = spec.get((scheme, metric), spec.get(metric, GOOD.get(metric, 0.02)))
-                pair[metric] = Interval(0.8 + delta, 0.8, delta, delta - width, delta + width, 100)
+                pair[metric] = Interval(0.8 + delta, 0.8, delta, delta - width, delta + width, 100, sd, sd, n, 5)
             intervals[(arm, scheme)] = pair
             sizes[(arm, scheme)] = {"n_essays": 2000, "n_prompts": 40, "n_folds": 5}
     return gate_record(cfg, intervals, sizes)
 
 
-def training_for(arms: dict[str, dict]) -> dict:
-    return {f"{arm}_{scheme}": spec.get("training", gpu_training()) for arm, spec in arms.items()
-            for scheme in spec.get("schemes", ["prompt_holdout", "stratified_text"])}
+def training_for(arms: dict[str, dict], seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+    """What `decide` loads: per run, one training record per training seed."""
+    return {f"{arm}_{scheme}": {seed: spec.get("training", gpu_training()) for seed in seeds}
+            for arm, spec in arms.items() for scheme in spec.get("schemes", ["prompt_holdout", "stratified_text"])}
 
 
 def test_pass_accepts(params):
@@ -75,6 +79,35 @@ def test_pass_inside_the_noise_is_a_fragile_accept(params):
     assert d.verdict == ACCEPT and d.fragile and d.label == "accept (fragile)"
     assert "prompt_holdout.worst_prompt_qwk" in d.arms[0].inside_noise
     assert any("passes inside the noise" in r for r in d.reasons)
+
+
+@pytest.mark.parametrize("spec, why", [
+    ({"worst_prompt_qwk": 0.012, "seed_sd": 0.004}, "within the training-noise SD"),  # margin 0.002 < 0.0057
+    ({"seed_sd": None, "n_seeds": 1}, "training noise unmeasured: 1 seed(s)"),
+])
+def test_a_pass_inside_the_training_noise_is_fragile(params, spec, why):
+    """Intervals clear of the threshold, but the margin is smaller than the seed-to-seed noise of the delta,
+    or that noise is unmeasured (one seed): accept (fragile) at best, and the reason says which."""
+    arms = {"lora": spec}
+    d = verdict(make_gate(params, arms, half_width=0.0005), training_for(arms))
+    assert d.label == "accept (fragile)"
+    assert any(why in r for r in d.reasons), d.reasons
+
+
+def test_a_pass_far_outside_the_training_noise_is_clean(params):
+    arms = {"lora": {"worst_prompt_qwk": 0.05, "seed_sd": 0.004}}
+    gate = make_gate(params, arms, half_width=0.0005)
+    assert gate["lora.prompt_holdout.worst_prompt_qwk.noise_sd"] == pytest.approx(0.004 * 2 ** 0.5)
+    d = verdict(gate, training_for(arms))
+    assert d.label == "accept" and not d.arms[0].inside_noise
+
+
+def test_one_missing_seed_record_is_not_gate_valid(params):
+    arms = {"lora": {}}
+    training = training_for(arms)
+    training["lora_prompt_holdout"][2] = None
+    d = verdict(make_gate(params, arms), training)
+    assert d.verdict == DEFER and any("seed 2: no training metadata" in v for v in d.arms[0].validity)
 
 
 def test_robust_candidate_preferred_over_fragile_one(params):
@@ -150,8 +183,8 @@ def test_decide_stage_renders_record_with_lock_hashes(tmp_path, monkeypatch):
     lock = {"schema": "2.0", "stages": {
         "compare": {"cmd": "python -m stages.compare",
                     "outs": [{"path": "metrics/gate.json", "hash": "md5", "md5": md5, "size": 1}]},
-        "collect@lora": {"cmd": "x", "outs": [{"path": "data/predictions/lora_prompt_holdout.parquet", "hash": "md5",
-                                               "md5": "0" * 32, "size": 1}]}}}
+        "collect@lora": {"cmd": "x", "outs": [{"path": "data/predictions/lora_prompt_holdout/seed_1.parquet",
+                                               "hash": "md5", "md5": "0" * 32, "size": 1}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     decide.main()
     adr = (tmp_path / "docs/decisions/0001-transformer-track-gate.md").read_text()
@@ -165,3 +198,25 @@ def test_decide_stage_renders_record_with_lock_hashes(tmp_path, monkeypatch):
     assert "Status: decided — **defer**" in adr and "Date: 2025-11-24" in adr
     assert "| lora | stratified_text | mean_qwk | not run |" in adr
     assert "adversarial | prompt_holdout | not run" in adr
+
+
+@pytest.mark.parametrize("n_seeds, label", [(3, "accept"), (1, "accept (fragile)")])
+def test_measured_seed_noise_from_predictions_decides_robust_or_fragile(tmp_path, monkeypatch, n_seeds, label):
+    """End to end through `compare`: a candidate far better than the reference on every seed passes cleanly
+    when each arm has three seeds (noise measured from the seeds' predictions, well below the margins), and
+    only fragile with one seed each (noise unmeasured)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AES_PARAMS", raising=False)
+    seeds = list(range(1, n_seeds + 1))
+    build_workspace(tmp_path, {"lora": {"noise": 0.12, "training": gpu_training(),
+                                        "schemes": ["prompt_holdout", "stratified_text"]}},
+                    n_resamples=300, seeds={"xgb": seeds, "finetune": seeds})
+    compare.main()
+    gate = json.loads((tmp_path / "metrics/gate.json").read_text())
+    key = "lora.prompt_holdout.worst_prompt_qwk"
+    assert gate[f"{key}.n_seeds_candidate"] == n_seeds and gate[f"{key}.noise_measured"] == int(n_seeds > 1)
+    if n_seeds > 1:
+        assert 0 < gate[f"{key}.noise_sd"] < gate[f"{key}.delta"] - gate[f"{key}.threshold"]
+    runs = dict.fromkeys(seeds, gpu_training())
+    d = verdict(gate, {f"lora_{s}": runs for s in ("prompt_holdout", "stratified_text")})
+    assert d.label == label and d.chosen == "lora"

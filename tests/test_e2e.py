@@ -67,6 +67,7 @@ def shrink_params(repo: Path, corpus: Path) -> None:
     params["xgb"].update(n_estimators=30, inner_splits=2, embedding_pca=4)
     params["evaluate"].update(min_prompt_n=10, bottom_k=2)
     params["gate"]["bootstrap"]["n_resamples"] = 200
+    params["seeds"]["xgb"] = params["seeds"]["xgb"][:2]  # two reference seeds: the training noise is measured
     params["finetune"]["folds"] = [0, 1, 2]
     params["finetune"]["budgets"]["cpu"].update(max_length=64, stride=8, max_train_essays=12, max_holdout_essays=12)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
@@ -90,10 +91,29 @@ def test_every_stage_output_exists(pipeline):
                  "reports/arms/lora_prompt_holdout/subgroup_dsm.csv", "plots/gate/deltas.png", "reports/summary.txt",
                  "metrics/headline.json"]:
         assert (pipeline / name).is_file(), name
-    for arm in ("xgb", "lora"):  # both writers of the training record, read back through its one reader
-        record = parse_record(json.loads((pipeline / f"metrics/training/{arm}_prompt_holdout.json").read_text()))
-        assert record.complete and record.finite, record.finite_problems()
+    seeds = yaml.safe_load((pipeline / "params.yaml").read_text())["seeds"]
+    for arm, key in (("xgb", "xgb"), ("lora", "finetune")):  # both writers of the training record, one reader
+        for seed in seeds[key]:
+            path = pipeline / f"metrics/training/{arm}_prompt_holdout/seed_{seed}.json"
+            record = parse_record(json.loads(path.read_text()))
+            assert record.complete and record.finite and record.seed == seed, record.finite_problems()
     assert record.budget == "cpu" and record.gate_valid is False and record.folds[0].steps > 0
+
+
+def test_metrics_are_seed_means_with_the_seed_noise_beside_them(pipeline):
+    xgb = json.loads((pipeline / "metrics/arms/xgb_prompt_holdout.json").read_text())
+    per_seed = [xgb["per_seed"][str(s)]["qwk"]["mean"] for s in xgb["seeds"]]
+    assert xgb["n_seeds"] == 2 and len(set(per_seed)) == 2  # the seed changes the reference's predictions
+    assert xgb["qwk"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert xgb["seed_sd"]["qwk"]["mean"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2 ** 0.5)
+    lora = json.loads((pipeline / "metrics/arms/lora_prompt_holdout.json").read_text())
+    assert lora["n_seeds"] == 1 and lora["seed_sd"]["qwk"]["mean"] is None
+    gate = json.loads((pipeline / "metrics/gate.json").read_text())
+    key = "lora.prompt_holdout.worst_prompt_qwk"
+    assert (gate[f"{key}.n_seeds_candidate"], gate[f"{key}.n_seeds_reference"]) == (1, 2)
+    assert gate[f"{key}.noise_measured"] == 0 and gate[f"{key}.robust_pass"] == 0
+    adr = (pipeline / "docs/decisions/0001-transformer-track-gate.md").read_text()
+    assert "Training noise is **unmeasured** for `lora`, `adversarial`, `groupdro` (one seed)" in adr
 
 
 def test_the_verdict_shown_is_the_verdict_decided(pipeline):

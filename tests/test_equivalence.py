@@ -60,5 +60,5 @@ def test_command_writes_one_block_per_arm(runs, tmp_path, monkeypatch, capsys):
     written = json.loads((tmp_path / "metrics/eq.json").read_text())
     assert set(written["arms"]) == {"lora", "groupdro"} and written["scheme"] == "prompt_holdout"
     source = written["arms"]["lora"]["reference"]["source"]
-    assert source == "straightforward/data/predictions/lora_prompt_holdout.parquet"
+    assert source == "straightforward/data/predictions/lora_prompt_holdout/seed_1.parquet" and written["seed"] == 1
     assert "lora: QWK" in capsys.readouterr().out

@@ -174,7 +174,7 @@ def test_stages_run_end_to_end(project):
     assert report["passed"] and report["precision"]["used"] == "fp32" and report["checks"]["fold_files"] == 4
     for fold in (0, 1):
         finetune.main(["--arm", "groupdro", "--scheme", "prompt_holdout", "--fold", str(fold)])
-    run_dir = root / "data/runs/groupdro/prompt_holdout/fold_0"
+    run_dir = root / "data/runs/groupdro/prompt_holdout/seed_7/fold_0"
     coverage = json.loads((run_dir / "truncation_coverage.json").read_text())
     assert coverage["pct_essays_exceeding_max_length"] > 0 and coverage["avg_chunks_per_essay"] > 1
     log = json.loads((run_dir / "train_log.json").read_text())
@@ -186,14 +186,16 @@ def test_stages_run_end_to_end(project):
     assert log["diagnostics"]["prompt_leakage"]["chance"] == pytest.approx(1 / 2)
     collect.main(["--arm", "groupdro", "--scheme", "prompt_holdout"])
     schema = DatasetSchema.from_params(params)
-    table = read_predictions(root / "data/predictions/groupdro_prompt_holdout.parquet", schema)
+    table = read_predictions(root / "data/predictions/groupdro_prompt_holdout/seed_7.parquet", schema)
     assert len(table) == 48 and set(table["fold"]) == {0, 1}
-    record = parse_record(json.loads((root / "metrics/training/groupdro_prompt_holdout.json").read_text()))
+    record = parse_record(json.loads((root / "metrics/training/groupdro_prompt_holdout/seed_7.json").read_text()))
     assert record.complete and record.finite and record.budget == "cpu" and not record.gate_valid
     assert record.fold_ids == [0, 1] and record.folds[0].finite_checks == log["finite_checks"]
     assert record.details["truncation_coverage"]["n_essays"] == 48
     with pytest.raises(InputError, match="not selected"):
         finetune.run_fold("groupdro", "prompt_holdout", 4, params)
+    with pytest.raises(InputError, match="--seed 8 is not selected"):
+        finetune.run_fold("groupdro", "prompt_holdout", 0, params, seed=8)
     assert pd.read_parquet(run_dir / "tokens.parquet")["split"].isin(["train", "holdout", "val"]).all()
 
 
@@ -279,22 +281,25 @@ def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_
            "AES_PARAMS": str(root / "selected.yaml")}
     result = subprocess.run(["bash", "scripts/gpu_gate.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "gate runs:" in result.stdout and "3 arms x (prompt_holdout) x 2 folds, 2 at a time" in result.stdout
+    assert "gate runs:" in result.stdout and "3 arms x (prompt_holdout) x 2 folds x 1 seeds (7), 2 at a time" \
+        in result.stdout
     for arm in ("lora", "adversarial", "groupdro"):
-        assert (root / f"data/predictions/{arm}_prompt_holdout.parquet").is_file()
-        record = parse_record(json.loads((root / f"metrics/training/{arm}_prompt_holdout.json").read_text()))
+        assert (root / f"data/predictions/{arm}_prompt_holdout/seed_7.parquet").is_file()
+        record = parse_record(json.loads((root / f"metrics/training/{arm}_prompt_holdout/seed_7.json").read_text()))
         assert record.complete and record.finite, record.finite_problems()
     with tarfile.open(out / "gate_outputs.tgz") as tar:
         names = set(tar.getnames())
-    assert "data/runs/groupdro/prompt_holdout/fold_1/predictions.parquet" in names
-    assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_0.log" in names
-    # RESUME=1 (after a call that ran out of time) skips the finished runs and adds a wall-time line
-    env["RESUME"] = "1"
-    finished = (root / "data/runs/lora/prompt_holdout/fold_0").stat().st_mtime_ns
+    assert "data/runs/groupdro/prompt_holdout/seed_7/fold_1/predictions.parquet" in names
+    assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_7_0.log" in names
+    # RESUME=1 (after a call that ran out of time) skips the finished runs and adds a wall-time line; a second
+    # seed runs after every run of the first (seed-major order), and is collected once its folds are complete.
+    env.update(RESUME="1", SEEDS="7 8", ARMS="lora")
+    finished = (root / "data/runs/lora/prompt_holdout/seed_7/fold_0").stat().st_mtime_ns
     again = subprocess.run(["bash", "scripts/gpu_gate.sh"], cwd=root, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stderr.count("already finished") == 6
-    assert (root / "data/runs/lora/prompt_holdout/fold_0").stat().st_mtime_ns == finished
+    assert again.stderr.count("already finished") == 2
+    assert (root / "data/runs/lora/prompt_holdout/seed_7/fold_0").stat().st_mtime_ns == finished
+    assert (root / "data/predictions/lora_prompt_holdout/seed_8.parquet").is_file()
     assert len((root / "logs/gate_wall.txt").read_text().splitlines()) == 2
 
 
@@ -314,7 +319,7 @@ def test_gpu_gate_straightforward_run_is_tagged_and_packs_only_its_arms(project,
         names = set(tar.getnames())
         selected = yaml.safe_load(tar.extractfile("logs/params_selected.yaml"))
         overrides = tar.extractfile("logs/overrides.txt").read().decode().split()
-    assert "data/predictions/lora_prompt_holdout.parquet" in names
+    assert "data/predictions/lora_prompt_holdout/seed_7.parquet" in names
     assert not any("groupdro" in n or "adversarial" in n for n in names)
     budget = selected["finetune"]["budgets"]["cpu"]
     assert budget["batch_size"] == 16 and budget["effective_batch"] == 16 and budget["speed"]["attention"] == "eager"

@@ -193,3 +193,17 @@ def test_stage_exits_2_with_one_line_naming_the_file_read(tmp_path, module, old,
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}: {expected}")
     assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_training_seeds_are_checked_and_follow_the_budget_profile(params, tmp_path):
+    """`seeds.finetune` must include the selected budget's own seeds (the gpu profile lists three), repeated
+    seeds are refused, and selecting a budget outside dvc (the GPU runner) takes its profile's seeds."""
+    gpu = {**params, "finetune": {**params["finetune"], "budget": "gpu"}}
+    with pytest.raises(InputError, match=r"seeds\.finetune: got \[20231124\], expected every seed of the gpu profile"):
+        validate_params(gpu, "params.yaml")
+    with pytest.raises(InputError, match=r"seeds\.xgb: .*expected no repeated entries"):
+        validate_params({**params, "seeds": {**params["seeds"], "xgb": [1, 1]}}, "params.yaml")
+    selected = select_budget(params, "gpu")
+    assert selected["seeds"]["finetune"] == params["finetune"]["budgets"]["gpu"]["seeds"]
+    assert len(selected["seeds"]["finetune"]) == 3
+    assert select_budget(params, "gpu", seeds=[5, 20231124, 20231125, 20231126])["seeds"]["finetune"][0] == 5

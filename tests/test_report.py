@@ -85,6 +85,7 @@ def test_report_displays_evaluates_subgroup_and_descriptive_tables(built):
                       rf'<td>{row.n}</td><td[^>]*>([^<]+)</td><td[^>]*>([^<]+)</td>', html)
     assert cells is not None and cells.groups() == (f"{row.smd:+.3f}", f"{row.dsm:+.3f}")
     agreement = re.search(r'<tr><td class="text">xgb</td><td class="text">prompt_holdout</td><td>\d+</td>'
+                          r'<td>1</td><td class="muted">unmeasured</td>'
                           r"<td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", html)
     assert agreement.groups() == tuple(f"{desc[k]:.3f}" for k in ("human_mean", "human_sd", "system_mean",
                                                                     "system_sd"))
@@ -157,7 +158,8 @@ def test_first_screen_summary_and_headline(built):
         row = next(line for line in summary if line.split()[:2] == [arm, scheme])
         assert row.split()[2:] == [f"{m['qwk']['mean']:.3f}", "±", f"{m['qwk']['std']:.3f}",
                                    f"{m['worst_prompt_qwk']:.3f}", f"{m['tails']['low_adjacent']:.3f}",
-                                   f"{m['tails']['high_adjacent']:.3f}"]
+                                   f"{m['tails']['high_adjacent']:.3f}", "1", "unmeasured"]
+        assert headline[f"{key}.n_seeds"] == m["n_seeds"] == 1 and headline[f"{key}.seed_sd_mean_qwk"] is None
     assert "groupdro.prompt_holdout.mean_qwk" not in headline  # not run: no number
     assert summary[-2:] == ["Report: reports/evaluation_report.html",
                             "Decision record: docs/decisions/0001-transformer-track-gate.md"]

@@ -74,7 +74,7 @@ def tiny_params(backbone: Path, folds: list[int]) -> dict:
     """A params.yaml mapping that runs the finetune stages on the tiny backbone in seconds (the repository's
     params.yaml with seed, dataset and finetune replaced: every stage checks the whole file's schema)."""
     budget = {
-        "gate_valid": False, "device": "cpu", "threads": 2, "backbone": str(backbone),
+        "gate_valid": False, "seeds": [7], "device": "cpu", "threads": 2, "backbone": str(backbone),
         "max_length": 16, "stride": 4, "epochs": 2, "max_train_essays": None, "holdout_fraction": 0.2,
         "max_holdout_essays": None, "lr": 1e-3, "head_lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1,
         "max_grad_norm": 1.0, "batch_size": 4, "effective_batch": 8, "eval_batch_size": 8,
@@ -88,6 +88,7 @@ def tiny_params(backbone: Path, folds: list[int]) -> dict:
     return {
         **yaml.safe_load(REPO_PARAMS.read_text(encoding="utf-8")),
         "seed": 7,
+        "seeds": {"xgb": [7], "finetune": [7]},
         "dataset": {"text": "full_text", "prompt": "prompt", "source_id": "text_id", "targets": TARGETS,
                     "primary": "Overall", "grid": {"min": 1.0, "max": 5.0, "step": 0.5}, "prompt_grids": {},
                     "subgroups": SUBGROUPS},

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.atomic import write_json
-from stages.lib.core.config import load_params
+from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import predictions_path
 from stages.lib.core.runinfo import run_info
@@ -75,14 +75,17 @@ def main() -> None:
     parser.add_argument("--candidate-root", default=Path("."), type=Path, help="holds data/predictions/ of run 2")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--scheme", default="prompt_holdout", choices=SCHEMES)
+    parser.add_argument("--seed", type=int, help="the training seed compared (default: the first of seeds.finetune)")
     parser.add_argument("--out", type=Path, default=Path("metrics/speed_equivalence.json"))
     args = parser.parse_args()
     params = load_params()
     schema = DatasetSchema.from_params(params)
     result: dict[str, Any] = {"what": __doc__.splitlines()[0], "fold_noise_definition": NOISE,
                               "scheme": args.scheme, "arms": {}}
+    seed = arm_seeds(params, args.arms[0])[0] if args.seed is None else args.seed
+    result["seed"] = seed
     for arm in args.arms:
-        paths = [root / predictions_path(arm, args.scheme) for root in (args.reference_root, args.candidate_root)]
+        paths = [root / predictions_path(arm, args.scheme, seed) for root in (args.reference_root, args.candidate_root)]
         tables = [read_predictions(path, schema) for path in paths]
         result["arms"][arm] = compare_runs(*tables, schema, params["evaluate"], names=(str(paths[0]), str(paths[1])))
         r = result["arms"][arm]
@@ -90,7 +93,7 @@ def main() -> None:
         print(f"{arm}: QWK {r['reference']['mean']:.3f} -> {r['candidate']['mean']:.3f} "
               f"(delta {r['delta']['mean']:+.4f}, fold noise {r['fold_noise']:.4f}: {verdict}); "
               f"worst-prompt delta {r['delta']['worst_prompt']:+.4f}")
-    result["run"] = run_info(params["seed"])
+    result["run"] = run_info(seed)
     write_json(args.out, result)
 
 

@@ -67,3 +67,11 @@ def section(params: dict[str, Any], *keys: str) -> Any:
             raise InputError(f"{params_source(params)}: missing key {'.'.join(keys[: depth + 1])}")
         node = node[key]
     return node
+
+
+def arm_seeds(params: dict[str, Any], arm: str) -> list[int]:
+    """The training seeds of an arm, in run order: `seeds.xgb` for the reference, `seeds.finetune` for the
+    transformer arms."""
+    seeds = section(params, "seeds")
+    key = arm if arm in seeds else "finetune"
+    return [int(s) for s in section(params, "seeds", key)]

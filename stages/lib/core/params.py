@@ -173,6 +173,7 @@ class Speed(_Section):
 
 class Budget(_Section):
     gate_valid: bool
+    seeds: Annotated[list[NonNegInt], Field(min_length=1)]
     device: Literal["auto", "cpu", "cuda"]
     threads: PosInt | None
     backbone: Name
@@ -229,10 +230,18 @@ class Finetune(_Section):
     budgets: Annotated[dict[Name, Budget], Field(min_length=1)]
 
 
+class Seeds(_Section):
+    """Training seeds per arm, in run order (each seed is its own cached run)."""
+
+    xgb: Annotated[list[NonNegInt], Field(min_length=1)]
+    finetune: Annotated[list[NonNegInt], Field(min_length=1)]
+
+
 class Params(_Section):
     """The whole of `params.yaml`."""
 
     seed: NonNegInt
+    seeds: Seeds
     corpus: Corpus
     dataset: Dataset
     prepare: Prepare
@@ -362,7 +371,8 @@ def _consistency(p: Params) -> list[Problem]:
     for key, values in (("dataset.targets", ds.targets), ("dataset.subgroups", ds.subgroups or []),
                         ("finetune.arms", p.finetune.arms), ("finetune.schemes", p.finetune.schemes),
                         ("finetune.folds", p.finetune.folds), ("gate.candidates", p.gate.candidates),
-                        ("gate.schemes", p.gate.schemes)):
+                        ("gate.schemes", p.gate.schemes), ("seeds.xgb", p.seeds.xgb),
+                        ("seeds.finetune", p.seeds.finetune)):
         if len(set(values)) < len(values):
             problems.append((key, f"got {values}, expected no repeated entries"))
     grids = {"dataset.grid": ds.grid, **{f"dataset.prompt_grids.{k}": g for k, g in (ds.prompt_grids or {}).items()}}
@@ -395,6 +405,11 @@ def _consistency(p: Params) -> list[Problem]:
     if beyond:
         problems.append(("finetune.folds", f"got {ft.folds}: fold(s) {beyond} do not exist with "
                                            f"folds.n_splits {p.folds.n_splits} (expected 0 … {p.folds.n_splits - 1})"))
+    selected = ft.budgets.get(ft.budget)
+    if selected is not None and not set(selected.seeds) <= set(p.seeds.finetune):
+        problems.append(("seeds.finetune", f"got {p.seeds.finetune}, expected every seed of the {ft.budget} "
+                                           f"profile (finetune.budgets.{ft.budget}.seeds {selected.seeds}): set "
+                                           f"-S 'seeds.finetune={selected.seeds}'".replace(" ", " ")))
     for name, b in ft.budgets.items():
         where = f"finetune.budgets.{name}"
         if b.stride >= b.max_length - SPECIAL_TOKENS:

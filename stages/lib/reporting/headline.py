@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 PER_RUN = (("mean_qwk", ("qwk", "mean")), ("sd_qwk", ("qwk", "std")), ("worst_prompt_qwk", ("worst_prompt_qwk",)),
-           ("low_tail_adjacent", ("tails", "low_adjacent")), ("high_tail_adjacent", ("tails", "high_adjacent")))
+           ("low_tail_adjacent", ("tails", "low_adjacent")), ("high_tail_adjacent", ("tails", "high_adjacent")),
+           ("n_seeds", ("n_seeds",)), ("seed_sd_mean_qwk", ("seed_sd", "qwk", "mean")),
+           ("seed_sd_worst_prompt_qwk", ("seed_sd", "worst_prompt_qwk")))
 PREFIX = "headline."
 MAX_REASONS = 4
 WIDTH = 118
@@ -27,8 +29,9 @@ def _get(record: dict[str, Any], keys: tuple[str, ...]) -> Any:
 def headline(decision: dict[str, Any], arm_metrics: dict[str, dict[str, Any] | None],
              runs: list[tuple[str, str]]) -> dict[str, Any]:
     """Flat keys `headline.<name>`: `verdict`, `accept`, `gate_valid`, `chosen_arm`, then `<arm>.<scheme>.<stat>`
-    for every run present (`PER_RUN`: mean and SD of QWK over folds, worst-prompt QWK, low/high-tail adjacent
-    accuracy)."""
+    for every run present (`PER_RUN`: seed means of the mean and SD of QWK over folds, worst-prompt QWK and
+    low/high-tail adjacent accuracy; the number of training seeds and the SD over seeds of mean and worst-prompt
+    QWK)."""
     record: dict[str, Any] = {
         "verdict": str(decision.get("verdict", "not decided")),
         "accept": int(bool(decision.get("accept"))),
@@ -63,12 +66,16 @@ def summary_text(record: dict[str, Any], runs: list[tuple[str, str]], not_run: l
     chosen = record["chosen_arm"] or "none"
     lines = [f"Verdict: {record['verdict'].upper()}  (gate-valid evidence: {'yes' if record['gate_valid'] else 'no'}; "
              f"chosen arm: {chosen})", *_wrap(definitions), "",
-             f"{'arm':<12} {'scheme':<16} {'QWK mean ± SD':<15} {'worst prompt':>12} {'low tail':>9} {'high tail':>9}"]
+             f"{'arm':<12} {'scheme':<16} {'QWK mean ± SD':<15} {'worst prompt':>12} {'low tail':>9} {'high tail':>9} "
+             f"{'seeds':>5} {'seed SD: QWK / worst':>21}"]
     for arm, scheme in runs:
         value = {name: _num(record[f"{arm}.{scheme}.{name}"]) for name, _ in PER_RUN}
         qwk = f"{value['mean_qwk']} ± {value['sd_qwk']}"
+        seeds = record[f"{arm}.{scheme}.n_seeds"] or 1
+        noise = (f"{value['seed_sd_mean_qwk']} / {value['seed_sd_worst_prompt_qwk']}" if seeds > 1
+                 else "unmeasured")
         lines.append(f"{arm:<12} {scheme:<16} {qwk:<15} {value['worst_prompt_qwk']:>12} "
-                     f"{value['low_tail_adjacent']:>9} {value['high_tail_adjacent']:>9}")
+                     f"{value['low_tail_adjacent']:>9} {value['high_tail_adjacent']:>9} {seeds:>5} {noise:>21}")
     if not_run:
         lines += _wrap("Not run: " + ", ".join(not_run))
     if reasons:

@@ -127,22 +127,27 @@ def agreement(r: ReportInputs) -> list[str]:
         for scheme in r.cfg.schemes:
             s = r.arm_metrics.get(f"{arm}_{scheme}")
             if s is None:
-                rows.append([Cell(arm, "text"), Cell(scheme, "text"), Cell("not run", "muted text", 13)])
+                rows.append([Cell(arm, "text"), Cell(scheme, "text"), Cell("not run", "muted text", 15)])
                 continue
             tables = r.tables.get(f"{arm}_{scheme}")
             d = tables["descriptives"].iloc[0].to_dict() if tables is not None else {}
             a, q, smd = s["agreement"], s["qwk"], s["smd"]["overall"]
+            seed_sd = (s.get("seed_sd") or {}).get("qwk", {}).get("mean")
             rows.append([
-                Cell(arm, "text"), Cell(scheme, "text"), str(s["n_essays"]),
+                Cell(arm, "text"), Cell(scheme, "text"), str(s["n_essays"]), str(s.get("n_seeds", 1)),
+                num(seed_sd) if seed_sd is not None else Cell("unmeasured", "muted"),
                 num(d.get("human_mean")), num(d.get("human_sd")), num(d.get("system_mean")), num(d.get("system_sd")),
                 num(a["exact"]), num(a["adjacent"]),
                 _flag(q["mean"], q["mean"] < r.flags.qwk), num(q["std"]), _flag(q["pooled"], q["pooled"] < r.flags.qwk),
                 num(a["pearson_r"]), _flag(smd, abs(smd) > r.flags.smd, signed=True), num(a["rmse_continuous"]),
             ])
     return [table(
-        ["arm", "scheme", "N", "human mean", "human SD", "system mean", "system SD", "exact", "adjacent",
+        ["arm", "scheme", "N", "seeds", "QWK SD over seeds", "human mean", "human SD", "system mean", "system SD",
+         "exact", "adjacent",
          "QWK (mean over folds)", "QWK SD", "QWK pooled", "Pearson r", "SMD", "RMSE"], rows,
-        "Primary target, out-of-fold. Exact/adjacent agreement, QWK and SMD use predictions mapped to the score "
+        "Primary target, out-of-fold; every metric is the mean over the arm's training seeds (QWK SD over seeds = "
+        "training noise; descriptives are the first seed's). Exact/adjacent agreement, QWK and SMD use predictions "
+        "mapped to the score "
         "grid; Pearson r and RMSE use the continuous prediction clipped to the scale. Red cells are flagged: "
         f"QWK < {r.flags.qwk:.2f}, |SMD| > {r.flags.smd:.2f}.")]
 
@@ -262,24 +267,30 @@ def gate(r: ReportInputs) -> list[str]:
             key, g = c.key(arm), r.gate
             if not g.get(f"{key}.evaluated"):
                 rows.append([Cell(arm, "text"), Cell(c.scheme, "text"), Cell(c.metric, "text"),
-                             Cell("not run", "muted text", 5), f"≥ {c.threshold:+.3f}", Cell("not evaluated", "muted")])
+                             Cell("not run", "muted text", 7), f"≥ {c.threshold:+.3f}", Cell("not evaluated", "muted")])
                 continue
             passed, robust = g[f"{key}.pass"], g[f"{key}.robust_pass"]
             result = Cell("pass", "pass") if robust else Cell("pass (inside the noise)", "noise") if passed else \
                 Cell("fail", "fail")
+            noise = num(g[f"{key}.noise_sd"]) if g.get(f"{key}.noise_measured") else Cell("unmeasured", "muted")
             rows.append([Cell(arm, "text"), Cell(c.scheme, "text"), Cell(c.metric, "text"),
                          num(g[f"{key}.candidate_value"]), num(g[f"{key}.reference_value"]),
                          num(g[f"{key}.delta"], signed=True), num(g[f"{key}.ci_low"], signed=True),
-                         num(g[f"{key}.ci_high"], signed=True), f"≥ {c.threshold:+.3f}", result])
+                         num(g[f"{key}.ci_high"], signed=True), noise,
+                         f"{g.get(f'{key}.n_seeds_candidate')} / {g.get(f'{key}.n_seeds_reference')}",
+                         f"≥ {c.threshold:+.3f}", result])
     overall = [[Cell(a, "text"), "yes" if r.gate.get(f"{a}.evaluated") else Cell("no", "muted"),
                 f"{r.gate.get(f'{a}.n_pass', 0)}/{r.gate.get(f'{a}.n_criteria', 0)}",
                 Cell("pass", "pass") if r.gate.get(f"{a}.pass") else Cell("no", "fail")] for a in r.cfg.candidates]
     return [
         table(["candidate", "scheme", "criterion", "candidate value", f"{r.cfg.reference} value", "delta",
-               f"{pct}% low", f"{pct}% high", "threshold", "result"], rows,
-              f"Delta = candidate − {r.cfg.reference} on the same essays. Interval: paired percentile bootstrap, "
-              f"{r.cfg.n_resamples} resamples of prompts (clusters) with replacement, seed {r.cfg.seed}. A pass whose "
-              "interval reaches below the threshold is marked inside the noise."),
+               f"{pct}% low", f"{pct}% high", "training-noise SD", "seeds (cand. / ref.)", "threshold", "result"], rows,
+              f"Delta = candidate − {r.cfg.reference} on the same essays, each value the mean over the arm's training "
+              f"seeds. Interval: two-level percentile bootstrap, {r.cfg.n_resamples} resamples of prompts (clusters, "
+              f"paired across arms) and of each arm's seeds, seed {r.cfg.seed}. Training-noise SD: the SD over seeds "
+              "of a one-seed-each delta, sqrt(SD_cand² + SD_ref²); unmeasured when an arm has one seed. A pass whose "
+              "interval reaches below the threshold, whose margin is within that SD, or whose noise is unmeasured is "
+              "marked inside the noise."),
         table(["candidate", "all criteria evaluated", "criteria passed", "gate"], overall),
         figure(r.figures.get("gate", Path("-")), "Gate deltas with their intervals (bar: interval; |: threshold)"),
     ]

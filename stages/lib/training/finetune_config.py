@@ -47,6 +47,7 @@ class Budget:
 
     name: str
     gate_valid: bool
+    seeds: tuple[int, ...]  # the profile's transformer training seeds (params `seeds.finetune` includes them)
     device: str  # auto | cpu | cuda
     threads: int | None
     backbone: str
@@ -103,6 +104,8 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
                     "layers": None if layers is None else tuple(int(i) for i in layers)}
     lora = _build(LoraSettings, lora_raw, f"{src}: finetune.budgets.{name}.lora")
     speed = _build(SpeedSettings, raw.pop("speed", None), f"{src}: finetune.budgets.{name}.speed")
+    if isinstance(raw.get("seeds"), list):
+        raw["seeds"] = tuple(int(seed) for seed in raw["seeds"])
     budget = _build(Budget, {**raw, "name": name, "lora": lora, "speed": speed}, f"{src}: finetune.budgets.{name}")
     _check_budget(budget, src)
     arms = tuple(section(params, "finetune", "arms"))
@@ -123,9 +126,11 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
 
 
 def select_budget(params: dict[str, Any], budget: str, overrides: Iterable[str] = (), *,
-                  arms: Iterable[str] | None = None, schemes: Iterable[str] | None = None) -> dict[str, Any]:
+                  arms: Iterable[str] | None = None, schemes: Iterable[str] | None = None,
+                  seeds: Iterable[int] | None = None) -> dict[str, Any]:
     """A copy of `params` selecting `budget`, as `dvc exp run -S finetune.budget=…` would, with `KEY=VALUE`
-    overrides (YAML values, dotted keys) applied to that budget and, when given, other arms or schemes.
+    overrides (YAML values, dotted keys) applied to that budget and, when given, other arms or schemes. The
+    transformer seeds become `seeds` when given, else the budget profile's own `seeds`.
     An unknown key fails naming it; the result is checked against the params schema (one line per mistake)."""
     overrides = list(overrides)
     base = params_source(params, fallback="params.yaml")
@@ -148,6 +153,7 @@ def select_budget(params: dict[str, Any], budget: str, overrides: Iterable[str] 
         finetune["arms"] = list(arms)
     if schemes is not None:
         finetune["schemes"] = list(schemes)
+    params.setdefault("seeds", {})["finetune"] = list(seeds) if seeds is not None else list(block.get("seeds") or [])
     source = f"{base} with {' '.join(overrides)}" if overrides else base
     return remember_source(validate_params(params, source), source)
 

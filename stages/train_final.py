@@ -1,0 +1,55 @@
+"""Stage `train_final`: the reference arm fitted on every prepared essay, exactly as a CV fold fits it (same
+pipeline, band weights and seed; cutpoints from inner out-of-fold predictions over all essays, prompts held
+out as in the prompt_holdout scheme), saved as the versioned artifact `data/models/xgb/` that `aes-gate score`
+loads (see `stages.lib.reference.artifact`)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from stages.lib.core.atomic import atomic_dir
+from stages.lib.core.config import load_params
+from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.paths import EMBEDDINGS, ESSAYS, HANDCRAFTED, model_dir
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.features.feature_store import load_features
+from stages.lib.reference.artifact import build_reference
+
+ARM = "xgb"
+
+
+def md5_file(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def read_prepared(path: Path, schema: DatasetSchema) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: prepared essays not found (run the prepare stage)")
+    essays = pd.read_parquet(path)
+    missing = [c for c in ("essay_id", "prompt", "n_words", *schema.targets) if c not in essays.columns]
+    if missing:
+        raise InputError(f"{path}: missing required column(s) {missing}")
+    if essays.empty:
+        raise InputError(f"{path}: no essays")
+    return essays
+
+
+def main() -> None:
+    params = load_params()
+    schema = DatasetSchema.from_params(params)
+    essays = read_prepared(ESSAYS, schema)
+    features = load_features()
+    start = time.perf_counter()
+    with atomic_dir(model_dir(ARM)) as out:
+        fitted, _ = build_reference(out, essays, features, params, ESSAYS,
+                                    inputs_md5={str(p): md5_file(p) for p in (ESSAYS, HANDCRAFTED, EMBEDDINGS)})
+    print(f"train_final: {ARM} on {len(essays)} essays, {len(fitted.feature_columns)} features, cutpoints "
+          f"{fitted.cutpoints.get(schema.primary)} in {time.perf_counter() - start:.0f}s -> {model_dir(ARM)}")
+
+
+if __name__ == "__main__":
+    run_stage(main)

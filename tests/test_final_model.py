@@ -1,0 +1,252 @@
+"""The final model on invented data: `run_fold` is `fit_reference` + `FittedReference.predict` (same numbers),
+prediction does not depend on how rows are batched, the artifact round-trips exactly and refuses tampering,
+the `train_final` stage writes the same artifact twice, and the `model_card` stage writes what the evidence
+says (flags follow the thresholds in params)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from stages import model_card, train_final
+from stages.lib.core.errors import InputError
+from stages.lib.core.paths import (
+    DATA_METRICS,
+    DECISION,
+    EMBEDDINGS,
+    ESSAYS,
+    GATE,
+    HANDCRAFTED,
+    MODEL_CARD,
+    MODEL_CARD_BESIDE,
+    metrics_path,
+    model_dir,
+)
+from stages.lib.data.schema import DatasetSchema
+from stages.lib.features.linguistic import FEATURES
+from stages.lib.reference.artifact import MODEL, build_reference, load_reference
+from stages.lib.reference.model import fit_reference, run_fold
+from stages.lib.serving.provenance import dvc_dir_md5
+from tests.conftest import REPO
+
+TARGETS = ["Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Grammar", "Conventions"]
+
+
+def small_params() -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["xgb"].update(n_estimators=25, inner_splits=2, embedding_pca=3)
+    return params
+
+
+def invented(n_prompts: int = 6, per_prompt: int = 20, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prepared-essay rows and a feature store whose features carry signal about the scores (never corpus
+    text: there is no text at all)."""
+    rng = np.random.default_rng(seed)
+    n = n_prompts * per_prompt
+    ability = rng.normal(0, 1, n)
+    essays = pd.DataFrame({"essay_id": [f"{i:016x}" for i in range(n)],
+                           "prompt": [f"Prompt {i // per_prompt}" for i in range(n)],
+                           "n_words": rng.integers(200, 900, n)})
+    for j, t in enumerate(TARGETS):
+        essays[t] = np.clip(np.round((3 + 0.8 * ability + rng.normal(0, 0.4 + 0.05 * j, n)) * 2) / 2, 1, 5)
+    names = list(FEATURES)
+    hand = pd.DataFrame(rng.normal(0, 1, (n, len(names))) + ability[:, None] * rng.uniform(0, 1, len(names)),
+                        columns=names)
+    emb = pd.DataFrame((rng.normal(0, 1, (n, 8)) + ability[:, None]).astype(np.float32),
+                       columns=[f"emb_{j:03d}_unitless" for j in range(8)])
+    features = pd.concat([hand, emb], axis=1).set_index(essays["essay_id"])
+    return essays, features
+
+
+def split(essays: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    val = essays["prompt"].isin(["Prompt 0", "Prompt 3"])
+    return essays[~val].reset_index(drop=True), essays[val].reset_index(drop=True)
+
+
+def test_run_fold_is_fit_then_predict():
+    params, (essays, features) = small_params(), invented()
+    schema, cfg, seed = DatasetSchema.from_params(params), params["xgb"], int(params["seed"])
+    train, val = split(essays)
+    continuous, on_grid, log = run_fold(train, val, features, "prompt_holdout", cfg, seed, schema, "fold")
+    fitted = fit_reference(train, features, "prompt_holdout", cfg, seed, schema, "fold")
+    x_val = features.loc[val["essay_id"]].to_numpy(np.float32)
+    c2, g2 = fitted.predict(x_val, val["prompt"].to_numpy())
+    assert np.array_equal(continuous, c2) and np.array_equal(on_grid, g2)
+    assert log["cutpoints"] == fitted.cutpoints and set(log["cutpoints"]) == set(TARGETS)
+    assert schema.grid.on_grid(on_grid).all() and np.unique(on_grid[:, 0]).size > 1
+    # rows scored in any batching give the same numbers
+    parts = [fitted.predict(x_val[i:i + 7], val["prompt"].to_numpy()[i:i + 7]) for i in range(0, len(val), 7)]
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), continuous)
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), on_grid)
+
+
+def test_a_prompt_with_its_own_grid_is_snapped_onto_it():
+    params, (essays, features) = small_params(), invented()
+    params["dataset"]["prompt_grids"] = {"Prompt 3": {"min": 1.0, "max": 5.0, "step": 1.0}}
+    schema = DatasetSchema.from_params(params)
+    train, val = split(essays)
+    fitted = fit_reference(train, features, "prompt_holdout", params["xgb"], int(params["seed"]), schema, "fold")
+    continuous, on_grid = fitted.predict(features.loc[val["essay_id"]].to_numpy(np.float32), val["prompt"].to_numpy())
+    own = (val["prompt"] == "Prompt 3").to_numpy()
+    assert np.array_equal(on_grid[own], schema.grid_for("Prompt 3").snap(continuous[own]))
+    other = np.column_stack([c.predict(continuous[~own, j]) for j, c in enumerate(fitted.calibrators)])
+    assert np.array_equal(on_grid[~own], other)
+
+
+def test_the_artifact_round_trips_exactly_and_refuses_tampering(tmp_path):
+    params, (essays, features) = small_params(), invented()
+    train, val = split(essays)
+    fitted, manifest = build_reference(tmp_path, train, features, params, "fold")
+    loaded = load_reference(tmp_path)
+    x_val = features.loc[val["essay_id"]].to_numpy(np.float32)
+    for a, b in zip(fitted.predict(x_val, val["prompt"]), loaded.fitted.predict(x_val, val["prompt"]), strict=True):
+        assert np.array_equal(a, b)
+    assert [list(c.cutpoints_) for c in loaded.fitted.calibrators] == [list(c.cutpoints_) for c in fitted.calibrators]
+    assert loaded.handcrafted == list(FEATURES) and manifest["trained_on"]["essays"] == len(train)
+    stats = loaded.stats["features"]["words_count"]
+    assert stats["min"] == features.loc[train["essay_id"], "words_count"].min()
+    assert loaded.stats["essay_ids"] == sorted(train["essay_id"])
+    with (tmp_path / MODEL).open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(InputError, match=r"model\.joblib: sha256 differs"):
+        load_reference(tmp_path)
+
+
+def write_inputs(root: Path, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    essays, features = invented()
+    (root / ESSAYS).parent.mkdir(parents=True)
+    (root / HANDCRAFTED).parent.mkdir(parents=True)
+    essays.to_parquet(root / ESSAYS, index=False)
+    features[list(FEATURES)].reset_index().to_parquet(root / HANDCRAFTED, index=False)
+    features[[c for c in features.columns if c.startswith("emb_")]].reset_index().to_parquet(root / EMBEDDINGS,
+                                                                                            index=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return essays, features
+
+
+def test_train_final_writes_the_same_artifact_twice(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = small_params()
+    essays, features = write_inputs(tmp_path, params)
+    train_final.main()
+    first = dvc_dir_md5(model_dir("xgb"))
+    manifest = json.loads((model_dir("xgb") / "manifest.json").read_text())
+    train_final.main()
+    assert dvc_dir_md5(model_dir("xgb")) == first
+    assert manifest["trained_on"]["essays"] == len(essays) and manifest["params"]["seed"] == params["seed"]
+    assert manifest["calibration"]["inner_scheme"] == "prompt_holdout"
+    # every prepared essay, fitted as a fold would be (its cutpoints from inner prompt-holdout predictions)
+    schema = DatasetSchema.from_params(params)
+    fitted = fit_reference(essays, features, "prompt_holdout", params["xgb"], int(params["seed"]), schema, "x")
+    loaded = load_reference(model_dir("xgb"))
+    x = features.to_numpy(np.float32)
+    assert np.array_equal(loaded.fitted.predict(x, essays["prompt"])[0], fitted.predict(x, essays["prompt"])[0])
+
+
+def arm_metrics(rng: np.random.Generator, arm: str, scheme: str) -> dict:
+    trait = {t: {"mean": float(rng.uniform(0.45, 0.8)), "std": 0.02, "pooled": 0.6} for t in TARGETS}
+    return {"arm": arm, "scheme": scheme, "qwk": {"mean": trait["Overall"]["mean"], "std": 0.03, "pooled": 0.61},
+            "qwk_by_trait": trait, "mcrmse": 0.5, "agreement": {"exact": 0.4}, "worst_prompt_qwk": 0.41,
+            "worst_prompts": ["Prompt 1"], "per_prompt_qwk": {"Prompt 1": 0.41},
+            "tails": {"low_adjacent": 0.8, "high_adjacent": 0.79},
+            "smd": {"overall": float(rng.uniform(-0.3, 0.3)),
+                    "by_subgroup": {"grade": {"8": {"n": 400, "smd": float(rng.uniform(-0.3, 0.3))},
+                                              "9": {"n": 6, "smd": -0.6}}}}}
+
+
+def test_the_model_card_says_what_the_evidence_says(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = small_params()
+    write_inputs(tmp_path, params)
+    train_final.main()
+    rng = np.random.default_rng(3)
+    evidence = {metrics_path("xgb", s): arm_metrics(rng, "xgb", s) for s in ("prompt_holdout", "stratified_text")}
+    evidence[DATA_METRICS] = {"rows_in": 130, "rows_out": 120, "dropped": {"below_min_words": 10}, "n_prompts": 6,
+                              "words": {"min": 200, "median": 400.0, "max": 900},
+                              "score_mean": dict.fromkeys(TARGETS, 3.0)}
+    evidence[GATE] = {"reference": "xgb", "lora.prompt_holdout.mean_qwk.threshold": -0.003,
+                      "lora.prompt_holdout.mean_qwk.evaluated": 1, "lora.prompt_holdout.mean_qwk.delta": -0.25,
+                      "lora.prompt_holdout.mean_qwk.ci_low": -0.3, "lora.prompt_holdout.mean_qwk.ci_high": -0.2,
+                      "lora.prompt_holdout.mean_qwk.pass": 0}
+    evidence[DECISION] = {"verdict": "defer", "chosen_arm": "", "gate_valid": 0, "reasons": ["lora: fails"]}
+    for path, payload in evidence.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload))
+    model_card.main()
+    card = MODEL_CARD.read_text()
+    assert MODEL_CARD_BESIDE.read_text() == card
+    assert dvc_dir_md5(model_dir("xgb")) in card and "Verdict: defer" in card and "lora: fails" in card
+    assert "-0.250 [-0.300, -0.200]" in card
+
+    def flagged_traits(text: str) -> set[str]:
+        return {line.split("|")[1].strip() for line in text.splitlines()
+                if line.startswith("| ") and line.split("|")[1].strip() in TARGETS and "⚑" in line}
+
+    scores = evidence[metrics_path("xgb", "prompt_holdout")]["qwk_by_trait"]
+    strat = evidence[metrics_path("xgb", "stratified_text")]["qwk_by_trait"]
+    expected = {t for t in TARGETS if min(scores[t]["mean"], strat[t]["mean"]) < params["report"]["qwk_flag"]}
+    assert flagged_traits(card) == expected and expected
+    stricter = copy.deepcopy(params)
+    stricter["report"]["qwk_flag"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(stricter, sort_keys=False))
+    model_card.main()
+    again = MODEL_CARD.read_text()
+    assert flagged_traits(again) == {t for t in TARGETS if min(scores[t]["mean"], strat[t]["mean"]) < 0.5}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    model_card.main()
+    assert MODEL_CARD.read_text() == card  # same evidence, same card
+    shutil.rmtree(model_dir("xgb"))
+    with pytest.raises(InputError, match="no final-model artifact"):
+        model_card.main()
+
+
+def test_a_transformer_final_model_saves_the_peft_way_and_scores_as_trained(tmp_path, monkeypatch,
+                                                                              restore_torch_globals):
+    """The baseline arm on a tiny random backbone: the stage writes a smoke artifact (peft adapter + head) that
+    `score` reloads offline and that predicts what the trained model in memory predicts; training twice writes
+    the same weights."""
+    from peft import PeftConfig
+
+    from stages import train_final_transformer
+    from stages.lib.serving.cli import provenance_path, score_file
+    from stages.lib.serving.models import load_artifact, make_scorer
+    from stages.lib.training.final import ADAPTER, HEAD, build_transformer
+    from stages.lib.training.trainer import predict
+    from stages.lib.windows.essay_batches import encode_essays
+    from tests.tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
+
+    monkeypatch.chdir(tmp_path)
+    backbone = make_tiny_backbone(tmp_path / "tiny")
+    essays = invented_essays(60, 4)
+    write_project(tmp_path, essays, 2)
+    params = tiny_params(backbone, [0])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    train_final_transformer.main(["--arm", "lora"])
+    artifact = load_artifact(model_dir("lora"))
+    assert artifact.manifest["smoke"] is True and artifact.manifest["gate_valid"] is False
+    assert PeftConfig.from_pretrained(str(model_dir("lora") / ADAPTER)).peft_type.value == "LORA"
+
+    run, _ = build_transformer(tmp_path / "again", "lora", essays, params)
+    assert (tmp_path / "again" / HEAD).read_bytes() == (model_dir("lora") / HEAD).read_bytes()
+    scorer = make_scorer(artifact)
+    texts = essays["text"].tolist()[:12]
+    _, continuous, on_grid = scorer._predict([f"x{i}" for i in range(12)], texts, [None] * 12)
+    data = encode_essays(texts, run.tokenizer, run.budget.max_length, run.budget.stride)
+    expected = predict(run.model, data, scorer.accelerator, pad_id=run.tokenizer.pad_token_id, batch_size=8,
+                       fold=-1).pred.numpy() * run.std + run.mean
+    assert np.array_equal(continuous, expected) and continuous.std(0).max() > 0
+    grid = np.column_stack([c.predict(continuous[:, j]) for j, c in enumerate(run.calibrators)])
+    assert np.array_equal(on_grid, grid)
+
+    frame = pd.DataFrame({"id": [f"n{i}" for i in range(12)], "full_text": texts})
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    record = score_file(tmp_path / "new.csv", tmp_path / "scores.csv", model="lora", progress=False)
+    assert record["model"]["smoke"] is True and record["scores"]["scored"] == 12
+    assert json.loads(provenance_path(tmp_path / "scores.csv").read_text())["model"]["kind"] == "transformer"
