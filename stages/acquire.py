@@ -3,7 +3,6 @@ password-protected zip, or (when online) the upstream URL, verifying sha256 on t
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import urllib.request
@@ -15,15 +14,8 @@ from typing import Any
 from stages.lib.core.atomic import atomic_path
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.paths import RAW_CORPUS
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify(path: Path, expected: str | None, label: str | None = None) -> None:
@@ -32,7 +24,7 @@ def verify(path: Path, expected: str | None, label: str | None = None) -> None:
     if not expected:
         print(f"warning: no sha256 configured for {name}; not verified")
         return
-    actual = sha256_of(path)
+    actual = file_digest(path)
     if actual != expected.lower():
         raise InputError(f"{name}: sha256 {actual} does not match the expected {expected}")
 

@@ -9,6 +9,7 @@ import pandas as pd
 from stages.lib.core.atomic import write_text
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.params import SCHEMES
 from stages.lib.core.paths import (
     DATA_METRICS,
@@ -23,7 +24,7 @@ from stages.lib.core.paths import (
 )
 from stages.lib.serving.artifact_files import MANIFEST
 from stages.lib.serving.model_card import CardInputs, read_json, render
-from stages.lib.serving.provenance import dvc_dir_md5, md5_file, select_model
+from stages.lib.serving.provenance import dvc_dir_md5, select_model
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
         arm_metrics={s: read_json(p) for s, p in metric_files.items()},
         dsm_tables={s: pd.read_csv(p) if p.is_file() else None for s, p in dsm_files.items()},
         gate=read_json(GATE), decision=read_json(DECISION), params=params, selection=selection["by"],
-        evidence_md5={p.as_posix(): md5_file(p) for p in read if p.is_file()},
+        evidence_md5={p.as_posix(): file_digest(p, "md5") for p in read if p.is_file()},
     )
     baseline = params["gate"].get("baseline")
     if baseline and baseline != arm and (model_dir(baseline) / MANIFEST).is_file():

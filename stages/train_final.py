@@ -5,7 +5,6 @@ loads (see `stages.lib.reference.artifact`)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -14,16 +13,13 @@ import pandas as pd
 from stages.lib.core.atomic import atomic_dir
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.paths import EMBEDDINGS, ESSAYS, HANDCRAFTED, model_dir
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.features.feature_store import load_features
 from stages.lib.reference.artifact import build_reference
 
 ARM = "xgb"
-
-
-def md5_file(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def read_prepared(path: Path, schema: DatasetSchema) -> pd.DataFrame:
@@ -45,8 +41,8 @@ def main() -> None:
     features = load_features()
     start = time.perf_counter()
     with atomic_dir(model_dir(ARM)) as out:
-        fitted, _ = build_reference(out, essays, features, params, ESSAYS,
-                                    inputs_md5={str(p): md5_file(p) for p in (ESSAYS, HANDCRAFTED, EMBEDDINGS)})
+        inputs_md5 = {str(p): file_digest(p, "md5") for p in (ESSAYS, HANDCRAFTED, EMBEDDINGS)}
+        fitted, _ = build_reference(out, essays, features, params, ESSAYS, inputs_md5=inputs_md5)
     print(f"train_final: {ARM} on {len(essays)} essays, {len(fitted.feature_columns)} features, cutpoints "
           f"{fitted.cutpoints.get(schema.primary)} in {time.perf_counter() - start:.0f}s -> {model_dir(ARM)}")
 

@@ -13,6 +13,7 @@ import pytest
 
 from stages import acquire, prepare
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from tests.conftest import REPO, synthetic_raw
 
 
@@ -119,8 +120,8 @@ def test_acquire_reads_a_password_protected_zip(tmp_path):
     else:
         subprocess.run(["zip", "-q", "-j", "-P", "secret", str(archive), str(csv)], check=True)
         password = "secret"
-    corpus = {"source": str(archive), "file": "corpus.csv", "sha256": acquire.sha256_of(csv),
-              "archive_sha256": acquire.sha256_of(archive), "archive_password": password}
+    corpus = {"source": str(archive), "file": "corpus.csv", "sha256": file_digest(csv),
+              "archive_sha256": file_digest(archive), "archive_password": password}
     out = tmp_path / "raw" / "corpus.csv"
     acquire.acquire(corpus, out)
     assert out.read_bytes() == csv.read_bytes()

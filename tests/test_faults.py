@@ -22,6 +22,7 @@ import yaml
 from stages import acquire, prepare
 from stages.lib.core.atomic import is_stale_temp
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from tests.conftest import CORPUS_DIR, REPO, synthetic_raw
 
 ELLIPSE_ZIP = CORPUS_DIR / "ELLIPSE_Final_github_test.zip"
@@ -145,7 +146,7 @@ def test_wrong_password_passing_the_check_byte_on_the_real_archive(tmp_path, par
 def test_uppercase_sha256_verifies(tmp_path, csv_bytes):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "corpus.csv").write_bytes(csv_bytes)
-    digest = acquire.sha256_of(tmp_path / "src" / "corpus.csv").upper()
+    digest = file_digest(tmp_path / "src" / "corpus.csv").upper()
     corpus = {"source": str(tmp_path / "src"), "file": "corpus.csv", "archive": "x.zip", "sha256": digest}
     acquire.acquire(corpus, tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_bytes() == csv_bytes

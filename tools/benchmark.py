@@ -22,7 +22,6 @@ import argparse
 import itertools
 import math
 import os
-import platform
 import re
 import resource
 import shlex
@@ -64,6 +63,7 @@ from tools.flops import (
     peak_bf16_flops,
     training_flops,
 )
+from tools.machine import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRAPOLATED = ("EXTRAPOLATED, not measured: the folds' real token counts under the real samplers (padded "
@@ -183,16 +183,6 @@ def git_commit() -> dict[str, Any]:
 
     status = git("status", "--porcelain", "--untracked-files=no", "--", "stages")
     return {"commit": git("rev-parse", "HEAD"), "stages_modified": None if status is None else bool(status)}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def slug(text: str) -> str:

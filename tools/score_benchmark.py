@@ -34,16 +34,7 @@ from stages.lib.serving.cli import DEFAULT_BATCH, score_file
 from stages.lib.serving.models import load_artifact, make_scorer
 from stages.lib.serving.provenance import select_model
 from stages.lib.serving.reader import Columns, inspect_input, iter_batches
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from tools.machine import cpu_model
 
 
 def first_batch(source_path: Path, text_column: str, batch_size: int, dest: Path) -> int:
@@ -100,7 +91,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "warm": {"essays": n, "repeats": args.repeats, "seconds": [round(s, 2) for s in warm],
                  "essays_per_second": round(n / best, 2),
                  "what": "model loaded; every essay read, featurised, embedded, scored, flagged and written"},
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version()},
         "packages": record["packages"],
     }

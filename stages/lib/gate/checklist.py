@@ -3,12 +3,12 @@ valid, and cited by the producing stage's name and output hash from `dvc.lock`."
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.paths import ADR, GATE, metrics_path, predictions_path, residuals_path, training_path
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.gate.evidence import LockedOutput
@@ -47,13 +47,9 @@ class Citation:
         if entry is None:
             self.lines.append(f"`{path}` — not in dvc.lock (not yet produced by `dvc repro`)")
             return
-        stale = "" if entry.md5.endswith(".dir") or not path.is_file() or _md5(path) == entry.md5 else \
+        stale = "" if entry.md5.endswith(".dir") or not path.is_file() or file_digest(path, "md5") == entry.md5 else \
             " — workspace file differs from dvc.lock"
         self.lines.append(f"stage `{entry.stage}` → `{path}` md5 `{entry.md5}`{stale}")
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def run_complete(arm: str, scheme: str, gate: dict[str, Any], runs: dict[int, dict[str, Any] | None]) -> list[str]:

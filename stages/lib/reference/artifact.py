@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.embedding import embedding_settings
@@ -38,7 +39,6 @@ from stages.lib.serving.artifact_files import (
     backbone_fingerprint,
     percentiles,
     read_json,
-    sha256_file,
     verify_files,
     write_json_file,
 )
@@ -107,7 +107,7 @@ def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str
                         "inner_splits": int(params["xgb"]["inner_splits"])},
         "params": {key: params[key] for key in ("seed", "dataset", "prepare", "features", "embeddings", "xgb")},
         "packages": package_versions(PACKAGES),
-        "files": {name: sha256_file(directory / name) for name in (MODEL, CALIBRATION, FEATURES, SCHEMA, STATS)},
+        "files": {name: file_digest(directory / name) for name in (MODEL, CALIBRATION, FEATURES, SCHEMA, STATS)},
     }
     write_json_file(directory / MANIFEST, manifest)
     return manifest

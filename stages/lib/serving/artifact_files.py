@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from stages.lib.encoders.backbone import resolve_backbone
 
 FORMAT = "aes-gate-final-model"
@@ -23,14 +24,6 @@ PERCENTILES = (0.5, 1, 5, 25, 50, 75, 95, 99, 99.5)
 _NOT_WEIGHTS = frozenset({"README.md", ".gitattributes"})
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_hashes(directory: Path) -> dict[str, str]:
     """sha256 of every file under `directory` but the manifest, by relative path (sorted)."""
     out = {}
@@ -39,7 +32,7 @@ def file_hashes(directory: Path) -> dict[str, str]:
             path = Path(folder, name)
             rel = path.relative_to(directory).as_posix()
             if rel != MANIFEST:
-                out[rel] = sha256_file(path)
+                out[rel] = file_digest(path)
     return dict(sorted(out.items()))
 
 
@@ -49,7 +42,7 @@ def verify_files(directory: Path, manifest: dict[str, Any]) -> None:
         path = directory / name
         if not path.is_file():
             raise InputError(f"{path}: missing from the model artifact")
-        if sha256_file(path) != digest:
+        if file_digest(path) != digest:
             raise InputError(f"{path}: sha256 differs from {directory / MANIFEST} (the artifact was modified)")
 
 
@@ -60,7 +53,7 @@ def backbone_fingerprint(spec: str) -> dict[str, Any]:
     files = sorted(p for p in root.iterdir() if p.is_file() and p.name not in _NOT_WEIGHTS)
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
     return {"spec": spec, "sha256": digest.hexdigest(), "files": [p.name for p in files]}
 
 

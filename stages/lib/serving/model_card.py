@@ -125,6 +125,13 @@ def _evidence_section(c: CardInputs) -> list[str]:
              "The final model is refitted on all essays; what to expect of it is the cross-validation of the same "
              "arm below (fold models, never the final one). **prompt_holdout** scores essays to prompts the "
              "model never saw — the case `score` meets; stratified_text mixes prompts.", ""]
+    for scheme, s in c.arm_metrics.items():
+        if s is not None and s.get("n_seeds", 1) > 1:
+            sd = s["seed_sd"]
+            lines += [f"- {scheme}: every figure is the mean over {s['n_seeds']} training seeds; SD over seeds "
+                      f"(training noise) {sd['qwk']['mean']:.3f} for mean QWK, {sd['worst_prompt_qwk']:.3f} for "
+                      "worst-prompt QWK. The final model is fitted with the first seed."]
+    lines += [""] if lines[-1] != "" else []
     rows = []
     for scheme, s in c.arm_metrics.items():
         if s is None:

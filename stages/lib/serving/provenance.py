@@ -14,20 +14,13 @@ from typing import Any
 import yaml
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.runinfo import package_versions
 from stages.lib.reference.artifact import PACKAGES
 from stages.lib.serving.artifact_files import MANIFEST
 from stages.lib.serving.flags import RULES
 
 REFERENCE_ARM = "xgb"
-
-
-def md5_file(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dvc_dir_md5(directory: Path) -> str:
@@ -37,7 +30,7 @@ def dvc_dir_md5(directory: Path) -> str:
     for folder, _, files in os.walk(directory):
         for name in files:
             path = Path(folder, name)
-            entries.append({"md5": md5_file(path), "relpath": path.relative_to(directory).as_posix()})
+            entries.append({"md5": file_digest(path, "md5"), "relpath": path.relative_to(directory).as_posix()})
     entries.sort(key=lambda e: e["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
@@ -72,7 +65,7 @@ def decision_summary(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
-    return {"path": path.as_posix(), "md5": md5_file(path), "verdict": record.get("verdict"),
+    return {"path": path.as_posix(), "md5": file_digest(path, "md5"), "verdict": record.get("verdict"),
             "chosen_arm": record.get("chosen_arm") or None, "gate_valid": record.get("gate_valid"),
             "evidence_utc": record.get("evidence_utc")}
 
