@@ -10,5 +10,5 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     apt-get install -y -qq chromium >/dev/null 2>&1; }) || echo "chromium not installed: the report screenshot test will skip"
 fi
 . .venv/bin/activate
-ruff check stages tests
+ruff check stages tests tools
 python -m pytest -q
