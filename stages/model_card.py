@@ -22,8 +22,9 @@ from stages.lib.core.paths import (
     metrics_path,
     model_dir,
 )
+from stages.lib.gate.evidence import read_json
 from stages.lib.serving.artifact_files import MANIFEST
-from stages.lib.serving.model_card import CardInputs, read_json, render
+from stages.lib.serving.model_card import CardInputs, render
 from stages.lib.serving.provenance import dvc_dir_md5, select_model
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
+from stages.lib.scoring.seeds import seed_sd
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def paired_bootstrap(candidate: ArmCounts | Sequence[ArmCounts], reference: ArmC
         low, high = (np.quantile(deltas, [alpha, 1.0 - alpha]) if len(deltas) else (np.nan, np.nan))
         cand, ref = float(np.mean(cand_points)), float(np.mean(ref_points))
         out[metric] = Interval(cand, ref, cand - ref, float(low), float(high), len(deltas),
-                               _seed_sd(cand_points), _seed_sd(ref_points), len(cands), len(refs))
+                               seed_sd(cand_points), seed_sd(ref_points), len(cands), len(refs))
     return out
 
 
@@ -211,8 +212,3 @@ def _seed_mean(arms: Sequence[ArmCounts], seed_draws: np.ndarray, metric: str, w
     """Per resample, the mean of the metric over the seeds drawn for it (each seed on the same prompt draw)."""
     per_seed = np.stack([METRICS[metric](arm, weights, draws, cfg) for arm in arms], axis=1)  # (resamples, seeds)
     return np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
-
-
-def _seed_sd(values: np.ndarray) -> float | None:
-    """Sample SD over seeds; None (unmeasured) with fewer than two."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else None

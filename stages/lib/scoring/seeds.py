@@ -21,6 +21,11 @@ def combine_seeds(summaries: list[dict[str, Any]]) -> tuple[dict[str, Any], dict
     return _mean(summaries), _sd(summaries)
 
 
+def seed_sd(values: Any) -> float | None:
+    """Sample SD over seeds (ddof 1); None (training noise unmeasured) with fewer than two."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -48,8 +53,7 @@ def _sd(values: list[Any]) -> Any:
         items = [_sd([v[i] for v in values]) for i in range(len(first))]
         return _SKIP if all(i is _SKIP for i in items) else items
     if isinstance(first, float) or (_is_number(first) and any(isinstance(v, float) for v in values)):
-        present = [float(v) for v in values if _is_number(v)]
-        return float(np.std(present, ddof=1)) if len(present) > 1 else None
+        return seed_sd([float(v) for v in values if _is_number(v)])
     return _SKIP
 
 

@@ -5,7 +5,6 @@ no wall-clock time, so the same evidence gives the same card."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,6 @@ import pandas as pd
 
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.serving.flags import RULES
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
