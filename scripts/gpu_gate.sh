@@ -59,7 +59,14 @@ EOF_PY
 # FOLDS="0 1" runs a slice (e.g. to stay inside a 10-minute call); COLLECT=0 skips collect until all folds exist.
 read -r -a FOLDS <<<"${FOLDS:-${PARAM_FOLDS[*]}}"
 
+# DEVICES=0,1,2,3 (CUDA_VISIBLE_DEVICES style) places run i on device i mod n, round-robin in dispatch order:
+# with JOBS equal to the number of devices that is one run per GPU at a time. Unset, every run sees the
+# devices the script was given. logs/device_manifest.csv records the device each run ran on (and, in each run's
+# train_log.json, `device` and `num_processes`). A backbone too large for one GPU: run it data-parallel instead,
+# `accelerate launch --num_processes N -m stages.finetune …` (docs/scaling.md).
+IFS=, read -r -a DEVICE_LIST <<<"${DEVICES:-}"
 mkdir -p logs
+[ -s logs/device_manifest.csv ] || echo "arm,scheme,seed,fold,device" > logs/device_manifest.csv
 start=$(date +%s)
 # Only data/prepared needs carrying: the folds stage is deterministic (byte-identical fold files to dvc's, checked
 # with md5), and logs/fold_md5.txt lets the dvc machine check that with `md5sum -c logs/fold_md5.txt`.
@@ -68,14 +75,20 @@ md5sum data/folds/*/fold_*/*.parquet > logs/fold_md5.txt
 "$PYTHON" -m stages.preflight 2>&1 | tee logs/preflight.log
 # RESUME=1 skips runs already finished in this working copy (a run directory appears only once complete), e.g.
 # after a call that ran past its time limit; never use it across different SET/SPEED settings.
+dispatched=0
 for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do for fold in "${FOLDS[@]}"; do
   if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/seed_$seed/fold_$fold" ]; then
     echo "skip: $arm $scheme seed $seed fold $fold already finished" >&2
   else
-    echo "$arm $scheme $fold $seed"
+    device=-
+    if [ "${#DEVICE_LIST[@]}" -gt 0 ]; then device=${DEVICE_LIST[$(( dispatched % ${#DEVICE_LIST[@]} ))]}; fi
+    dispatched=$(( dispatched + 1 ))
+    echo "$arm $scheme $fold $seed $device"
   fi
 done; done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
-  '"$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" --seed "$4" > "logs/finetune_$1_$2_$4_$3.log" 2>&1 \
+  '[ "$5" = - ] || export CUDA_VISIBLE_DEVICES="$5"
+   "$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" --seed "$4" > "logs/finetune_$1_$2_$4_$3.log" 2>&1 \
+   && echo "$1,$2,$4,$3,${CUDA_VISIBLE_DEVICES:-all}" >> logs/device_manifest.csv \
    && tail -n 1 "logs/finetune_$1_$2_$4_$3.log" || { tail -n 5 "logs/finetune_$1_$2_$4_$3.log"; exit 255; }' \
   "$PYTHON"
 if [ "${COLLECT:-1}" = 1 ]; then
@@ -87,13 +100,13 @@ if [ "${COLLECT:-1}" = 1 ]; then
   done; done; done
 fi
 echo "gate runs: $(( $(date +%s) - start )) s wall for ${#ARMS[@]} arms x ($SCHEMES) x ${#FOLDS[@]} folds" \
-  "x ${#SEED_LIST[@]} seeds (${SEED_LIST[*]}), $JOBS at a time" \
+  "x ${#SEED_LIST[@]} seeds (${SEED_LIST[*]}), $JOBS at a time${DEVICES:+ on devices $DEVICES}" \
   "(folds ${FOLDS[*]}${TAG:+, $TAG}${RESUME:+, resume=$RESUME})" | tee -a logs/gate_wall.txt  # slices add lines
 if [ -n "${OUT:-}" ]; then
   cp "$AES_PARAMS" logs/params_selected.yaml
   echo "${OVERRIDES[*]}" > logs/overrides.txt
   packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
-          logs/fold_md5.txt)
+          logs/fold_md5.txt logs/device_manifest.csv)
   for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
     packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme" "metrics/training/${arm}_$scheme")
     packed+=(logs/finetune_"${arm}_${scheme}"_*.log)

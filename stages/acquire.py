@@ -56,7 +56,7 @@ def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:
     source = str(corpus["source"])
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory() as scratch:
         if source.startswith(("http://", "https://")):
-            archive = Path(scratch) / corpus["archive"]
+            archive = Path(scratch) / (corpus.get("archive") or Path(source).name or "corpus.zip")
             try:
                 urllib.request.urlretrieve(source, archive)
             except OSError as exc:
@@ -69,14 +69,15 @@ def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:
             elif path.is_dir() and (path / corpus["file"]).is_file():
                 shutil.copyfile(path / corpus["file"], tmp)
                 origin = str(path / corpus["file"])
-            elif path.is_dir() and (path / corpus["archive"]).is_file():
+            elif path.is_dir() and corpus.get("archive") and (path / corpus["archive"]).is_file():
                 origin = _from_archive(path / corpus["archive"], corpus, tmp)
             elif path.is_file():
                 shutil.copyfile(path, tmp)
                 origin = str(path)
             else:
                 raise InputError(
-                    f"{path}: corpus not found (expected {corpus['file']} or {corpus['archive']} there, "
+                    f"{path}: corpus not found (expected {corpus['file']}"
+                    + (f" or {corpus['archive']}" if corpus.get("archive") else "") + " there, "
                     f"or set corpus.source to the upstream URL {corpus.get('url')})"
                 )
         verify(tmp, corpus.get("sha256"), label=origin)

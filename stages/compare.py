@@ -32,6 +32,7 @@ def compare(cfg: GateConfig, schema: DatasetSchema, seeds: dict[str, list[int]])
     the arm's training seeds: the reference needs all of them; a candidate is compared on the seeds it has."""
     intervals: dict[tuple[str, str], dict[str, Interval] | None] = {}
     sizes: dict[tuple[str, str], dict[str, int]] = {}
+    mean_over: dict[str, str] = {}
     for scheme in cfg.criteria_schemes:
         missing = [p for p in (predictions_path(cfg.reference, scheme, s) for s in seeds[cfg.reference])
                    if not p.is_file()]
@@ -45,6 +46,7 @@ def compare(cfg: GateConfig, schema: DatasetSchema, seeds: dict[str, list[int]])
         folds = sorted(int(f) for f in reference["fold"].unique())
         ref_counts = [arm_counts(align_pair(frame, reference, schema, cfg.reference, scheme), schema, prompts, folds,
                                  cfg.metric_config) for frame in references]
+        mean_over[scheme] = ref_counts[0].mean_over
         for candidate in cfg.candidates:
             present = [s for s in seeds[candidate] if predictions_path(candidate, scheme, s).is_file()]
             if not present:
@@ -61,7 +63,7 @@ def compare(cfg: GateConfig, schema: DatasetSchema, seeds: dict[str, list[int]])
             sizes[(candidate, scheme)] = {"n_essays": len(reference), "n_prompts": len(prompts),
                                           "n_folds": len(folds), "n_seeds": len(present),
                                           "n_seeds_missing": len(seeds[candidate]) - len(present)}
-    return gate_record(cfg, intervals, sizes)
+    return gate_record(cfg, intervals, sizes, mean_over)
 
 
 def main() -> None:

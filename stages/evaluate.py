@@ -24,7 +24,13 @@ from stages.lib.core.paths import (
 )
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.evaluation import evaluation_tables, per_prompt_table, residual_rows, summarise
+from stages.lib.scoring.evaluation import (
+    common_grid_labels,
+    evaluation_tables,
+    per_prompt_table,
+    residual_rows,
+    summarise,
+)
 from stages.lib.scoring.predictions import read_predictions
 from stages.lib.scoring.seeds import ESTIMATE, combine_seeds
 
@@ -49,18 +55,30 @@ def _seed_line(summary: dict) -> str:
             f"The tables below are seed {summary['tables_seed']}'s.")
 
 
-def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.DataFrame]) -> str:
+def qwk_line(summary: dict) -> str:
+    """Mean QWK (over folds or prompts, as the gate takes it), the mean over prompts beside it, pooled or why not."""
+    q = summary["qwk"]
+    pooled = f"pooled {q['pooled']:.3f}" if q["pooled"] is not None else f"no pooled QWK ({q['pooled_omitted']})"
+    return (f"QWK mean over {q['averaged_over']} {q['mean']:.3f} ± {q['std']:.3f} (mean over the "
+            f"{summary['prompts_eligible']} prompts with ≥ {summary['min_prompt_n']} essays {q['prompt_mean']:.3f}), "
+            f"{pooled}; worst-prompt QWK (bottom {summary['bottom_k']} of those prompts) "
+            f"{summary['worst_prompt_qwk']:.3f}.")
+
+
+def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.DataFrame],
+                    schema: DatasetSchema) -> str:
     """The residual-diagnostics report: residual = on-grid prediction − truth (primary target)."""
+    scale = "" if schema.single_scale else (
+        f" Prompts use different score scales: residuals are on the common scale ({schema.grid.label()}), each "
+        "prompt's scores mapped onto it min–max.")
     sections = [
         f"# Residual diagnostics: {arm}, {scheme}",
         "",
         f"{summary['n_essays']} out-of-fold essays over {summary['n_folds']} folds. Residual = on-grid prediction − "
         "human score; positive means the model scores too high. `rmse_continuous` uses the clipped continuous "
-        "prediction.",
+        f"prediction.{scale}",
         "",
-        f"QWK mean over folds {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f}, pooled "
-        f"{summary['qwk']['pooled']:.3f}; worst-prompt QWK (bottom {summary['bottom_k']} of prompts with ≥ "
-        f"{summary['min_prompt_n']} essays) {summary['worst_prompt_qwk']:.3f}.",
+        qwk_line(summary),
         "",
         _seed_line(summary),
     ]
@@ -89,16 +107,16 @@ def evaluate(arm: str, scheme: str, params: dict) -> dict:
     rows = residual_rows(frame, schema)
     prompts = per_prompt_table(frame, schema)
     tables = evaluation_tables(frame, rows, prompts, schema)
-    p = schema.primary
 
     write_csv(residuals_path(arm, scheme), rows)
     for name, table in tables.items():
         write_csv(arm_table_path(arm, scheme, name), table)
-    write_text(residual_report_path(arm, scheme), residual_report(arm, scheme, summary, tables))
-    write_csv(plot_data_path(arm, scheme, "per_prompt_qwk"), prompts.assign(arm=arm)[["arm", "prompt", "n", "qwk"]])
+    write_text(residual_report_path(arm, scheme), residual_report(arm, scheme, summary, tables, schema))
+    write_csv(plot_data_path(arm, scheme, "per_prompt_qwk"),
+              prompts.assign(arm=arm)[["arm", "prompt", "n", "scale", "qwk"]])
     write_csv(plot_data_path(arm, scheme, "confusion"),
-              pd.DataFrame({"actual": frame[f"true_{p}"].map("{:.1f}".format),
-                            "predicted": frame[f"grid_{p}"].map("{:.1f}".format)}))
+              pd.DataFrame({"actual": common_grid_labels(rows["true"], schema),
+                            "predicted": common_grid_labels(rows["pred_grid"], schema)}))
     write_csv(plot_data_path(arm, scheme, "residual_vs_length"), rows[["n_words", "residual_continuous", "residual"]])
     write_json(metrics_path(arm, scheme), {"arm": arm, "scheme": scheme, **summary, "run": run_info(params["seed"])})
     return summary
@@ -113,7 +131,8 @@ def main() -> None:
     name = run_name(args.arm, args.scheme)
     sd = summary["seed_sd"].get("qwk", {}).get("mean")
     noise = f", ± {sd:.3f} over {summary['n_seeds']} seeds" if sd is not None else " (one seed: noise unmeasured)"
-    print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over folds{noise}, "
+    print(f"{name}: QWK {summary['qwk']['mean']:.3f} ± {summary['qwk']['std']:.3f} over "
+          f"{summary['qwk']['averaged_over']}{noise}, "
           f"worst-prompt {summary['worst_prompt_qwk']:.3f}, MCRMSE {summary['mcrmse']:.3f}")
 
 

@@ -25,8 +25,8 @@ def per_prompt_frame(arms: list[str], schemes: list[str], min_prompt_n: int) -> 
                 frame = pd.read_csv(path)
                 frames.append(frame.assign(arm=arm, scheme=scheme, series=f"{arm} · {scheme}",
                                            eligible=frame["n"] >= min_prompt_n))
-    columns = ["scheme", "arm", "series", "prompt", "n", "eligible", "qwk"]
-    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    columns = ["scheme", "arm", "series", "prompt", "n", "scale", "eligible", "qwk"]
+    return pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else pd.DataFrame(columns=columns)
 
 
 def residual_band_frame(arms: list[str], schemes: list[str]) -> pd.DataFrame:

@@ -19,9 +19,9 @@ from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import run_dir
 from stages.lib.core.runinfo import device_name, run_info
-from stages.lib.data.fold_files import read_fold
+from stages.lib.data.fold_files import read_fold, scheme_folds
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.metrics import qwk
+from stages.lib.scoring.evaluation import table_qwk
 from stages.lib.scoring.predictions import fold_predictions
 from stages.lib.training.essay_model import count_parameters, fit_head
 from stages.lib.training.finetune_config import ARMS, SCHEMES, FinetuneConfig, finetune_config
@@ -39,6 +39,10 @@ def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int, seed:
                                 ("seed", seed, seeds)):
         if value not in chosen:
             raise InputError(f"--{name} {value!r} is not selected in the params ({list(chosen)})")
+    made = scheme_folds(scheme)
+    if fold not in made:
+        raise InputError(f"finetune.folds: fold {fold} of {scheme} does not exist; the folds stage made {made} "
+                         "(with folds.leave_one_prompt_out, one per prompt)")
 
 
 def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
@@ -55,7 +59,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
 
     essays = select_essays(*read_fold(scheme, fold), budget, seed)
     targets = list(schema.targets)
-    y_train, y_held = essays.train[targets].to_numpy(float), essays.held[targets].to_numpy(float)
+    y_train, y_held = schema.common_targets(essays.train), schema.common_targets(essays.held)
     mean, std = target_scale(y_train)
     train_set = encode(essays.train, tokenizer, budget, (y_train - mean) / std, essays.groups(essays.train))
     held_set = encode(essays.held, tokenizer, budget, groups=essays.groups(essays.held))
@@ -70,7 +74,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
                     batch_size=budget.eval_batch_size, fold=fold, checked=predicted)
     head_alpha = None
     if budget.head_init == "ridge":  # linear probe on the frozen representations first (LP-FT)
-        head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets)
+        head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets, train_set.target_mask)
     t_init = time.perf_counter()
     training = train(model, objective, train_set, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed,
                      fold=fold)
@@ -78,9 +82,8 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
     val_out, held_out = infer(val_set), infer(held_set)
     t_pred = time.perf_counter()
 
-    continuous = val_out.pred.numpy() * std + mean
-    on_grid = calibrate(budget.calibration, schema, held_out.pred.numpy() * std + mean, y_held, continuous,
-                        essays.val["prompt"].to_numpy())
+    continuous, on_grid = calibrate(budget.calibration, schema, held_out.pred.numpy() * std + mean, y_held,
+                                    val_out.pred.numpy() * std + mean, essays.val["prompt"].to_numpy())
     table = fold_predictions(essays.val, fold, schema, continuous, on_grid)
     content_window = budget.max_length - tokenizer.num_special_tokens_to_add(pair=False)
     coverage, tokens = coverage_and_tokens({"train": (essays.train, train_set), "holdout": (essays.held, held_set),
@@ -110,8 +113,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
                                              seed),
             "objective": objective.diagnostics(held_out, essays.groups(essays.held)),
         },
-        f"val_qwk_{schema.primary}": qwk(table[f"true_{schema.primary}"].to_numpy(),
-                                          table[f"grid_{schema.primary}"].to_numpy(), schema.grid),
+        f"val_qwk_{schema.primary}": table_qwk(table, schema, schema.primary),
         "finite_checks": {**training.pop("finite_checks"), **predicted},  # values checked (a failure stops the run)
         "seconds": {"prepare": t_prep - t0, "head_init": t_init - t_prep, "train": t_train - t_init,
                     "predict": t_pred - t_train, "total": time.perf_counter() - t0},

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.atomic import atomic_dir, write_json
-from stages.lib.core.config import load_params
+from stages.lib.core.config import load_params, params_source
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import ESSAYS
 from stages.lib.data.fold_files import FOLDS_DIR, write_fold
@@ -42,8 +42,22 @@ def check_prompts(essays: pd.DataFrame, n_splits: int, min_essays: int, source: 
         )
 
 
-def make_splits(essays: pd.DataFrame, scheme: str, n_splits: int, seed: int, schema: DatasetSchema) -> list[np.ndarray]:
-    """Validation masks, one per fold, for `scheme`."""
+def check_selected_folds(params: dict[str, Any], n_prompts: int) -> None:
+    """With leave-one-prompt-out, `finetune.folds` must name folds that exist: one per prompt."""
+    beyond = [k for k in params["finetune"]["folds"] if k >= n_prompts]
+    if beyond:
+        raise InputError(f"{params_source(params)}: finetune.folds {params['finetune']['folds']}: fold(s) {beyond} do "
+                         f"not exist: folds.leave_one_prompt_out makes {n_prompts} folds, one per prompt "
+                         f"(0 … {n_prompts - 1})")
+
+
+def make_splits(essays: pd.DataFrame, scheme: str, n_splits: int, seed: int, schema: DatasetSchema,
+                leave_one_prompt_out: bool = False) -> list[np.ndarray]:
+    """Validation masks, one per fold, for `scheme`; `leave_one_prompt_out` makes prompt_holdout hold out one
+    prompt per fold (fold k = the k-th prompt in sorted order)."""
+    if scheme == "prompt_holdout" and leave_one_prompt_out:
+        prompts = essays["prompt"].to_numpy()
+        return [prompts == p for p in sorted(set(prompts))]
     if scheme == "prompt_holdout":
         splitter = BalancedGroupKFold(n_splits, random_state=seed)
         groups = essays["prompt"].to_numpy()
@@ -51,7 +65,8 @@ def make_splits(essays: pd.DataFrame, scheme: str, n_splits: int, seed: int, sch
     if scheme == "stratified_text":
         if len(essays) < n_splits:
             raise InputError(f"{ESSAYS}: {len(essays)} essays cannot fill {n_splits} stratified folds")
-        bands = score_bands(schema.grid.to_category(essays[schema.primary].to_numpy()), n_splits)
+        primary = schema.to_common(essays[schema.primary].to_numpy(), essays["prompt"].to_numpy(), schema.primary)
+        bands = score_bands(schema.grid.to_category(primary), n_splits)
         folds = stratified_splitter(n_splits, seed).split(np.zeros(len(essays)), bands)
         masks = []
         for _, val in folds:
@@ -87,11 +102,14 @@ def main() -> None:
     seed = int(params["seed"])
     essays = read_essays()
     n_splits = int(cfg["n_splits"])
+    lopo = bool(cfg.get("leave_one_prompt_out", False))
     check_prompts(essays, n_splits, int(cfg["min_essays_per_prompt"]), ESSAYS)
+    if lopo:
+        check_selected_folds(params, essays["prompt"].nunique())
     with atomic_dir(FOLDS_DIR) as out:
         report = {}
         for scheme in SCHEMES:
-            masks = make_splits(essays, scheme, n_splits, seed, schema)
+            masks = make_splits(essays, scheme, n_splits, seed, schema, lopo and scheme == "prompt_holdout")
             report[scheme] = describe(essays, masks, scheme, seed)
             for k, mask in enumerate(masks):
                 write_fold(out, scheme, k, essays[~mask], essays[mask])

@@ -113,19 +113,31 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path, records: 
         where = records.name(int(np.flatnonzero(empty_prompt)[0]))
         raise InputError(f"{source}: {where}: empty prompt in column {schema.prompt!r}")
     scores = pd.DataFrame(index=frame.index)
+    prompts = frame[schema.prompt].str.strip()
     for col in schema.targets:
-        values = pd.to_numeric(frame[col].str.strip(), errors="coerce")
-        bad = values.isna().to_numpy().copy()
-        for prompt, rows in frame.groupby(schema.prompt).indices.items():
-            bad[rows] |= ~schema.grid_for(prompt).on_grid(values.iloc[rows].fillna(-1e9).to_numpy())
+        cells = frame[col].str.strip()
+        values = pd.to_numeric(cells, errors="coerce")
+        scored = schema.scored_mask(prompts.to_numpy(), col)
+        unscored = ~scored & (cells != "").to_numpy()
+        if unscored.any():
+            i = int(np.flatnonzero(unscored)[0])
+            raise InputError(
+                f"{source}: {records.name(i)}: column {col!r} holds {frame[col].iloc[i]!r}, but prompt "
+                f"{prompts.iloc[i]!r} does not score {col} (dataset.prompt_targets lists "
+                f"{list(schema.prompt_targets[prompts.iloc[i]])}); empty the cell or add {col!r} to that list")
+        bad = values.isna().to_numpy() & scored
+        for prompt, rows in frame.groupby(prompts).indices.items():
+            bad[rows] |= scored[rows] & ~schema.grid_for(prompt, col).on_grid(values.iloc[rows].fillna(-1e9).to_numpy())
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            grid = schema.grid_for(frame[schema.prompt].iloc[i])
+            grid = schema.grid_for(prompts.iloc[i], col)
+            empty = (" (an empty cell: if this prompt does not score it, say so in dataset.prompt_targets)"
+                     if cells.iloc[i] == "" else "")
             raise InputError(
                 f"{source}: {records.name(i)}: column {col!r} value {frame[col].iloc[i]!r} is not on the score grid "
-                f"{grid.low}–{grid.high} step {grid.step} (prompt {frame[schema.prompt].iloc[i]!r})"
+                f"{grid.low}–{grid.high} step {grid.step} (prompt {prompts.iloc[i]!r}){empty}"
             )
-        scores[col] = values.astype(float)
+        scores[col] = values.where(scored).astype(float)
     return scores
 
 
@@ -175,6 +187,8 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
         "words": {"min": int(essays["n_words"].min()), "median": float(essays["n_words"].median()),
                   "max": int(essays["n_words"].max())},
         "score_mean": {t: round(float(essays[t].mean()), 4) for t in schema.targets},
+        **({} if not schema.prompt_targets else {"scored_essays": {t: int(essays[t].notna().sum())
+                                                                     for t in schema.targets}}),
         "essays_per_prompt": {str(k): int(v) for k, v in per_prompt.items()},
         "exclude_prompts_not_found": not_found,
     }
@@ -193,7 +207,8 @@ def resolve_duplicates(essays: pd.DataFrame, schema: DatasetSchema, policy: str,
     if not repeated.any():
         return essays, 0, 0
     targets = list(schema.targets)
-    groups = essays[repeated].groupby("essay_id", sort=False)
+    filled = essays[targets].fillna(-np.inf)  # a target the prompt does not score compares equal to itself
+    groups = filled[repeated].groupby(essays.loc[repeated, "essay_id"], sort=False)
     conflicting = groups[targets].nunique().gt(1).any(axis=1)
     conflict = essays["essay_id"].isin(conflicting.index[conflicting])
     later = essays["essay_id"].duplicated(keep="first")
@@ -204,7 +219,7 @@ def resolve_duplicates(essays: pd.DataFrame, schema: DatasetSchema, policy: str,
         return essays, n_equal, 0
     first_id = conflicting.index[conflicting][0]
     group = essays[essays["essay_id"] == first_id]
-    differs = (group[targets] != group[targets].iloc[0]).any(axis=1)
+    differs = (filled.loc[group.index] != filled.loc[group.index].iloc[0]).any(axis=1)
     a, b = int(group.index[0]), int(group.index[differs.to_numpy()][0])
     col = next(t for t in targets if group.at[a, t] != group.at[b, t])
     pair = (f"{records.name(a)} and {records.name(b)} hold the same text with {col} "

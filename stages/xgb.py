@@ -53,7 +53,8 @@ def main() -> None:
         train, val = read_fold(args.scheme, fold)
         source = fold_file(args.scheme, fold, "train").parent
         continuous, on_grid, log = run_fold(train, val, features, args.scheme, cfg, seed, schema, source)
-        checked = checked_rows("XGBoost prediction", continuous, on_grid, source=source)
+        scored = np.column_stack([schema.scored_mask(val["prompt"].to_numpy(), t) for t in schema.targets])
+        checked = checked_rows("XGBoost prediction", continuous, np.where(scored, on_grid, 0.0), source=source)
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
         records.append(FoldRecord(
             fold=fold, seconds=float(log["seconds"]), device="cpu", precision="fp32", steps=0,

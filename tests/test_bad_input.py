@@ -139,3 +139,51 @@ def test_acquire_verifies_the_real_upstream_zip(tmp_path, params):
     corpus = dict(params["corpus"], source=str(REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip"))
     origin = acquire.acquire(corpus, tmp_path / "corpus.csv")
     assert origin.endswith("!ELLIPSE_Final_github_test.csv")
+
+
+def unscored_params(prompt_targets: dict) -> None:
+    import yaml
+
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["dataset"]["prompt_targets"] = prompt_targets
+    params["prepare"]["exclude_prompts"] = []
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_an_empty_score_cell_is_named_with_the_way_to_declare_it(workdir):
+    raw = synthetic_raw().astype({"Cohesion": str})
+    raw.loc[13, "Cohesion"] = ""
+    write_raw(raw)
+    with pytest.raises(InputError, match=r"line 15: column 'Cohesion' value '' is not on the score grid .*prompt "
+                                         r"'Prompt 1'.*say so in dataset.prompt_targets"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_declared_unscored_traits_are_empty_and_others_are_refused(workdir):
+    import pandas as pd
+
+    unscored_params({"Prompt 1": ["Overall", "Syntax", "Vocabulary", "Phraseology", "Grammar", "Conventions"]})
+    raw = synthetic_raw().astype({"Cohesion": str})
+    raw.loc[raw["prompt"] == "Prompt 1", "Cohesion"] = ""
+    write_raw(raw)
+    prepare.main()
+    essays = pd.read_parquet("data/prepared/essays.parquet")
+    assert essays.loc[essays["prompt"] == "Prompt 1", "Cohesion"].isna().all()
+    assert essays.loc[essays["prompt"] != "Prompt 1", "Cohesion"].notna().all()
+    Path("data/prepared/essays.parquet").unlink()
+    Path("metrics/data.json").unlink()
+    raw.loc[14, "Cohesion"] = "3.0"  # a score the declaration says Prompt 1 does not give
+    write_raw(raw)
+    with pytest.raises(InputError, match=r"line 16: column 'Cohesion' holds '3.0', but prompt 'Prompt 1' does not "
+                                         r"score Cohesion"):
+        prepare.main()
+    assert_no_outputs()
+
+
+def test_a_prompt_must_score_the_primary_target(workdir):
+    unscored_params({"Prompt 1": ["Cohesion"]})
+    write_raw(synthetic_raw())
+    with pytest.raises(InputError, match=r"dataset.prompt_targets.Prompt 1: got \['Cohesion'\], expected the primary "
+                                         r"target 'Overall'"):
+        prepare.main()

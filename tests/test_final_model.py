@@ -87,7 +87,7 @@ def test_run_fold_is_fit_then_predict():
     assert np.array_equal(np.concatenate([p[1] for p in parts]), on_grid)
 
 
-def test_a_prompt_with_its_own_grid_is_snapped_onto_it():
+def test_a_prompt_with_its_own_grid_gets_the_calibration_carried_onto_it():
     params, (essays, features) = small_params(), invented()
     params["dataset"]["prompt_grids"] = {"Prompt 3": {"min": 1.0, "max": 5.0, "step": 1.0}}
     schema = DatasetSchema.from_params(params)
@@ -95,7 +95,13 @@ def test_a_prompt_with_its_own_grid_is_snapped_onto_it():
     fitted = fit_reference(train, features, "prompt_holdout", params["xgb"], int(params["seed"]), schema, "fold")
     continuous, on_grid = fitted.predict(features.loc[val["essay_id"]].to_numpy(np.float32), val["prompt"].to_numpy())
     own = (val["prompt"] == "Prompt 3").to_numpy()
-    assert np.array_equal(on_grid[own], schema.grid_for("Prompt 3").snap(continuous[own]))
+    assert own.any() and schema.grid_for("Prompt 3").on_grid(on_grid[own]).all()
+    for j, calibrator in enumerate(fitted.calibrators):  # same range: the cutpoint map, rounded to whole points
+        assert np.array_equal(on_grid[own, j], np.clip(np.rint(calibrator.transform(continuous[own, j])), 1, 5))
+        # where the cutpoints send a prediction to an integer point of the half-point grid, both grids agree
+        half = calibrator.predict(continuous[own, j])
+        whole = half == np.rint(half)
+        assert np.array_equal(on_grid[own, j][whole], half[whole])
     other = np.column_stack([c.predict(continuous[~own, j]) for j, c in enumerate(fitted.calibrators)])
     assert np.array_equal(on_grid[~own], other)
 

@@ -19,6 +19,7 @@ from stages.lib.training.objectives import GroupDRO, ganin_lambda, grad_reverse
 from stages.lib.training.precision import resolve_device, select_precision
 from stages.lib.windows.chunking import window_spans
 from stages.lib.windows.essay_batches import LengthBucketedBatches, balanced_weights
+from tests.tiny_backbone import make_tiny_backbone
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 2.5])
@@ -149,3 +150,40 @@ def test_committed_params_parse_for_both_budgets(params):
     broken["finetune"]["budgets"]["cpu"]["learning_rate"] = 1.0
     with pytest.raises(InputError, match="unknown key"):
         finetune_config(broken)
+
+
+def test_unscored_targets_are_masked_out_of_the_loss_and_the_head_init(tmp_path):
+    from stages.lib.encoders.backbone import load_encoder
+    from stages.lib.training.essay_model import fit_head
+    from stages.lib.training.objectives import essay_losses
+    from stages.lib.windows.essay_batches import EssayCollator, encode_essays
+
+    pred = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    targets = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+    # essay 0: (1² + 2²) / 2 over its two scored targets; essay 1: 1 / 3 over all three
+    assert essay_losses(pred, targets, mask).tolist() == pytest.approx([2.5, 1 / 3])
+    assert essay_losses(pred, targets).tolist() == pytest.approx([(1 + 4 + 4) / 3, 1 / 3])
+
+    tokenizer, _ = load_encoder(str(make_tiny_backbone(tmp_path / "tiny")))
+    y = np.array([[1.0, np.nan], [2.0, 3.0]])
+    data = encode_essays(["a short essay", "another short essay here"], tokenizer, 16, 4, y)
+    assert data.target_mask.tolist() == [[1.0, 0.0], [1.0, 1.0]] and np.isfinite(data.targets).all()
+    batch = EssayCollator(data, 0)([0, 1])
+    assert batch["target_mask"].tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(3, 2)
+
+    rng = np.random.default_rng(0)
+    reps = rng.normal(size=(40, 3))
+    truth = np.column_stack([reps @ [1.0, 0, 0], reps @ [0, 2.0, 0]])
+    scored = np.ones_like(truth)
+    scored[:20, 1] = 0  # the second target unscored on half the essays
+    model = Head()
+    with torch.no_grad():
+        penalties = fit_head(model, reps, np.where(scored > 0, truth, 0.0), scored)
+    assert len(penalties) == 2
+    assert model.head.weight[1].tolist() == pytest.approx([0, 2.0, 0], abs=0.05)  # not pulled to 0 by the zeros

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.folds import check_prompts, make_splits
+from stages.folds import check_prompts, check_selected_folds, make_splits
 from stages.lib.core.errors import InputError
 from stages.lib.data.splitting import BalancedGroupKFold, score_bands
 
@@ -66,3 +66,17 @@ def test_too_few_prompts_and_tiny_prompts_are_named():
         check_prompts(essays, 5, 1, "essays.parquet")
     with pytest.raises(InputError, match="prompt 'c' has 1 essay"):
         check_prompts(essays, 2, 2, "essays.parquet")
+
+
+def test_leave_one_prompt_out_holds_out_each_prompt_once_in_sorted_order(schema):
+    essays = essays_table(n_prompts=7, seed=4)
+    masks = make_splits(essays, "prompt_holdout", 5, 0, schema, leave_one_prompt_out=True)
+    assert [sorted(set(essays.loc[m, "prompt"])) for m in masks] == [[p] for p in sorted(set(essays["prompt"]))]
+    assert np.array_equal(np.sum(masks, axis=0), np.ones(len(essays)))
+
+
+def test_leave_one_prompt_out_names_finetune_folds_beyond_the_prompts(params):
+    selected = {**params, "finetune": {**params["finetune"], "folds": [0, 6, 7]}}
+    with pytest.raises(InputError, match=r"fold\(s\) \[6, 7\] do not exist: folds.leave_one_prompt_out makes 6 folds"):
+        check_selected_folds(selected, 6)
+    check_selected_folds({**params, "finetune": {**params["finetune"], "folds": [0, 5]}}, 6)

@@ -58,7 +58,8 @@ def test_mcrmse_smd_and_tails():
     pred = np.array([[2.0, 1.0], [2.0, 5.0]])
     assert m.mcrmse(truth, pred) == pytest.approx((1.0 + math.sqrt(2.0)) / 2)
     assert m.smd(np.array([1.0, 2.0, 3.0]), np.array([2.0, 3.0, 4.0])) == pytest.approx(1.0)
-    tails = m.tail_adjacent(np.array([1.5, 2.0, 3.0, 4.0, 4.5]), np.array([1.5, 3.0, 3.0, 3.5, 3.5]), GRID, 2.0, 4.0)
+    truth, pred = np.array([1.5, 2.0, 3.0, 4.0, 4.5]), np.array([1.5, 3.0, 3.0, 3.5, 3.5])
+    tails = m.tail_adjacent(truth, GRID.to_category(truth), GRID.to_category(pred), 2.0, 4.0)
     assert tails == {"low_adjacent": 0.5, "low_n": 2, "high_adjacent": 0.5, "high_n": 2}
 
 

@@ -57,7 +57,7 @@ class Corpus(_Section):
     source: Name
     file: Name
     sha256: Sha256 = None
-    archive: Name
+    archive: Name | None = None  # a zip holding `file` (optional)
     archive_sha256: Sha256 = None
     archive_password: str | None = None
     url: str | None = None
@@ -69,6 +69,10 @@ class Grid(_Section):
     step: PosFloat
 
 
+class PromptGrid(Grid):
+    targets: dict[str, Grid] | None = None  # per-target overrides of this prompt's grid
+
+
 class Dataset(_Section):
     text: Name
     prompt: Name
@@ -76,7 +80,8 @@ class Dataset(_Section):
     targets: Annotated[list[Name], Field(min_length=1)]
     primary: Name
     grid: Grid
-    prompt_grids: dict[str, Grid] | None = None
+    prompt_grids: dict[str, PromptGrid] | None = None
+    prompt_targets: dict[str, Annotated[list[Name], Field(min_length=1)]] | None = None
     subgroups: list[Name] | None = None
 
 
@@ -90,6 +95,7 @@ class Prepare(_Section):
 class Folds(_Section):
     n_splits: Annotated[int, Field(ge=2)]
     min_essays_per_prompt: PosInt
+    leave_one_prompt_out: bool = False  # prompt_holdout: one fold per prompt (n_splits then counts stratified folds)
 
 
 class Features(_Section):
@@ -376,6 +382,19 @@ def _consistency(p: Params) -> list[Problem]:
         if len(set(values)) < len(values):
             problems.append((key, f"got {values}, expected no repeated entries"))
     grids = {"dataset.grid": ds.grid, **{f"dataset.prompt_grids.{k}": g for k, g in (ds.prompt_grids or {}).items()}}
+    for prompt, g in (ds.prompt_grids or {}).items():
+        for target, tg in (g.targets or {}).items():
+            grids[f"dataset.prompt_grids.{prompt}.targets.{target}"] = tg
+            if target not in ds.targets:
+                problems.append((f"dataset.prompt_grids.{prompt}.targets.{target}",
+                                 f"{target!r} is not one of dataset.targets {ds.targets}"))
+    for prompt, targets in (ds.prompt_targets or {}).items():
+        unknown = [t for t in targets if t not in ds.targets]
+        if unknown:
+            problems.append((f"dataset.prompt_targets.{prompt}", f"got {unknown}, not in dataset.targets {ds.targets}"))
+        if ds.primary not in targets:
+            problems.append((f"dataset.prompt_targets.{prompt}", f"got {targets}, expected the primary target "
+                                                                 f"{ds.primary!r} among them (every prompt scores it)"))
     for key, g in grids.items():
         steps = (g.max - g.min) / g.step
         if g.max <= g.min or abs(steps - round(steps)) > 1e-6:
@@ -402,7 +421,7 @@ def _consistency(p: Params) -> list[Problem]:
         problems.append(("finetune.budget", f"got {ft.budget!r}, expected one of {sorted(ft.budgets)} "
                                             "(the keys of finetune.budgets)"))
     beyond = [k for k in ft.folds if k >= p.folds.n_splits]
-    if beyond:
+    if beyond and not p.folds.leave_one_prompt_out:  # there, the number of prompts bounds them (folds stage)
         problems.append(("finetune.folds", f"got {ft.folds}: fold(s) {beyond} do not exist with "
                                            f"folds.n_splits {p.folds.n_splits} (expected 0 … {p.folds.n_splits - 1})"))
     selected = ft.budgets.get(ft.budget)

@@ -13,6 +13,7 @@ HANDCRAFTED = Path("data/features/handcrafted.parquet")
 EMBEDDINGS = Path("data/features/embeddings.parquet")
 PREDICTIONS_DIR = Path("data/predictions")
 RUNS_DIR = Path("data/runs")
+MULTISCALE_CORPUS = Path("data/external/ellipse_multiscale.csv")  # tools.multiscale_corpus (never committed)
 
 # Metrics (small JSON, committed; `dvc metrics show` reads them).
 METRICS_DIR = Path("metrics")

@@ -1,8 +1,13 @@
-"""The dataset schema declared in params: which columns hold text, prompt, targets and subgroups,
-and the score grid (global, optionally overridden per prompt)."""
+"""The dataset schema declared in params: which columns hold text, prompt, targets and subgroups, the score
+grid (global, optionally overridden per prompt and per prompt × target) and which targets each prompt scores.
+
+The global grid is also the *common scale*: every arm learns on scores mapped onto it by each prompt's grid
+(min–max), and maps its predictions back onto the scored prompt's own grid. A prompt on the global grid maps
+by the identity (the values are not touched), so a single-scale corpus learns on its raw scores."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +46,10 @@ class ScoreGrid:
     def points(self) -> np.ndarray:
         return self.low + self.step * np.arange(self.n_categories)
 
+    def label(self) -> str:
+        """E.g. `1–5 step 0.5`."""
+        return f"{self.low:g}–{self.high:g} step {self.step:g}"
+
 
 @dataclass(frozen=True)
 class DatasetSchema:
@@ -54,19 +63,73 @@ class DatasetSchema:
     subgroups: tuple[str, ...] = ()
     source_id: str | None = None
     prompt_grids: dict[str, ScoreGrid] = field(default_factory=dict)
+    target_grids: dict[tuple[str, str], ScoreGrid] = field(default_factory=dict)  # (prompt, target) overrides
+    prompt_targets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # prompts scoring only some targets
 
     @property
     def traits(self) -> tuple[str, ...]:
         """The analytic targets (every target but the primary one)."""
         return tuple(t for t in self.targets if t != self.primary)
 
-    def grid_for(self, prompt: str) -> ScoreGrid:
-        return self.prompt_grids.get(prompt, self.grid)
+    def grid_for(self, prompt: str, target: str | None = None) -> ScoreGrid:
+        """The grid `target` (default: the primary) is scored on for `prompt`."""
+        target = self.primary if target is None else target
+        return self.target_grids.get((prompt, target), self.prompt_grids.get(prompt, self.grid))
+
+    def scores(self, prompt: str, target: str) -> bool:
+        """Whether essays of `prompt` carry a score for `target` (every target, unless `prompt_targets` says)."""
+        return target in self.prompt_targets.get(prompt, self.targets)
+
+    @property
+    def single_scale(self) -> bool:
+        """Every prompt and target on the global grid (then every mapping to the common scale is the identity)."""
+        return all(g == self.grid for g in (*self.prompt_grids.values(), *self.target_grids.values()))
+
+    def shares_scale(self, prompts: Sequence[str], target: str | None = None) -> bool:
+        """Whether `target` of every one of `prompts` is scored on one grid (so their essays can be pooled)."""
+        return len({self.grid_for(p, target) for p in set(prompts)}) <= 1
+
+    def _rescaled(self, values: np.ndarray, prompts: np.ndarray, target: str, to_common: bool) -> np.ndarray:
+        out = np.array(values, dtype=float)
+        prompts = np.asarray(prompts, dtype=object)
+        common = self.grid
+        for prompt in {*self.prompt_grids, *(p for p, _ in self.target_grids)}:
+            own = self.grid_for(prompt, target)
+            rows = prompts == prompt
+            if own == common or not rows.any():
+                continue
+            src, dst = (own, common) if to_common else (common, own)
+            out[rows] = dst.low + (out[rows] - src.low) * ((dst.high - dst.low) / (src.high - src.low))
+        return out
+
+    def to_common(self, values: np.ndarray, prompts: np.ndarray, target: str) -> np.ndarray:
+        """`target`'s scores (each on its prompt's grid) mapped min–max onto the common scale (the global grid);
+        values of prompts on the global grid are returned untouched; NaN stays NaN."""
+        return self._rescaled(values, prompts, target, to_common=True)
+
+    def from_common(self, values: np.ndarray, prompts: np.ndarray, target: str) -> np.ndarray:
+        """The inverse of `to_common`: common-scale values mapped onto each prompt's own scale."""
+        return self._rescaled(values, prompts, target, to_common=False)
+
+    def common_targets(self, frame: Any) -> np.ndarray:
+        """A table's targets (rows × targets, schema order) on the common scale; NaN where not scored."""
+        prompts = frame["prompt"].to_numpy()
+        return np.column_stack([self.to_common(frame[t].to_numpy(float), prompts, t) for t in self.targets])
+
+    def scored_mask(self, prompts: np.ndarray, target: str) -> np.ndarray:
+        """Boolean per essay: its prompt scores `target`."""
+        prompts = np.asarray(prompts, dtype=object)
+        mask = np.ones(len(prompts), dtype=bool)
+        for prompt, targets in self.prompt_targets.items():
+            if target not in targets:
+                mask[prompts == prompt] = False
+        return mask
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DatasetSchema:
         ds = params["dataset"]
         grid = _grid(ds["grid"])
+        prompt_grids = ds.get("prompt_grids") or {}
         return cls(
             text=ds["text"],
             prompt=ds["prompt"],
@@ -75,7 +138,10 @@ class DatasetSchema:
             grid=grid,
             subgroups=tuple(ds.get("subgroups") or ()),
             source_id=ds.get("source_id"),
-            prompt_grids={p: _grid(g) for p, g in (ds.get("prompt_grids") or {}).items()},
+            prompt_grids={p: _grid(g) for p, g in prompt_grids.items()},
+            target_grids={(p, t): _grid(tg) for p, g in prompt_grids.items()
+                          for t, tg in (g.get("targets") or {}).items()},
+            prompt_targets={p: tuple(ts) for p, ts in (ds.get("prompt_targets") or {}).items()},
         )
 
 

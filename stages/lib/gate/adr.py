@@ -150,6 +150,17 @@ def noise_statement(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | Non
     return out
 
 
+def mean_qwk_statement(gate: dict[str, Any]) -> list[str]:
+    """Which mean the gate's `mean_qwk` criteria take per scheme (over folds, or over prompts where folds mix
+    score scales), as compare recorded it."""
+    over = {k.removeprefix("mean_qwk_over."): v for k, v in gate.items() if k.startswith("mean_qwk_over.")}
+    if not over:
+        return []
+    return ["", "Mean QWK in the gate: " + "; ".join(
+        f"`{scheme}` over {how}" + (" (its folds mix score scales: each prompt's QWK on its own grid)"
+                                     if how == "prompts" else "") for scheme, how in over.items()) + "."]
+
+
 def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checklist: list[ChecklistItem],
                arm_metrics: dict[str, dict[str, Any] | None], training: dict[str, dict[int, dict[str, Any] | None]],
                date: str | None) -> str:
@@ -190,7 +201,7 @@ def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checkl
               "folds; seed SD = SD over training seeds, the training noise):", ""]
     lines += _table(["arm", "scheme", "essays", "seeds", "mean QWK", "seed SD", "pooled QWK", "worst-prompt QWK",
                      "seed SD", "low-tail adjacent", "high-tail adjacent"], evidence_rows(cfg, arm_metrics))
-    lines += ["", *noise_statement(cfg, arm_metrics), ""]
+    lines += ["", *noise_statement(cfg, arm_metrics), *mean_qwk_statement(gate), ""]
     lines += ["", f"Gate criteria (candidate − `{cfg.reference}` on seed means, paired {pct}% two-level bootstrap "
               "interval over prompts and seeds; training-noise SD of the delta; seeds candidate / reference):", ""]
     lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "noise SD", "seeds", "threshold",

@@ -4,9 +4,11 @@ seeds per arm it is two-level: each resample also draws each arm's seeds with re
 a candidate's seed has no partner among the reference's), and an arm's value is the mean over its drawn
 seeds, so the interval carries seed-to-seed training noise as well as prompt sampling.
 
-Each arm is reduced once to integer confusion matrices per (prompt, fold); a resample is a weighted
-sum of those matrices (weight = how often the prompt was drawn), so thousands of resamples cost
-milliseconds. Point estimates use weight 1 for every prompt and equal `evaluation.summarise`."""
+Each arm is reduced once to integer confusion matrices per (prompt, fold), on each prompt's own grid (padded
+to the largest grid: empty categories leave a kappa unchanged); a resample is a weighted sum of those matrices
+(weight = how often the prompt was drawn), so thousands of resamples cost milliseconds. A fold's matrices are
+summed only when its prompts share a grid; where a fold mixes scales, mean QWK is the mean over prompts (as in
+`evaluation.qwk_summary`). Point estimates use weight 1 for every prompt and equal `evaluation.summarise`."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pandas as pd
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
+from stages.lib.scoring.evaluation import categories
 from stages.lib.scoring.seeds import seed_sd
 
 
@@ -37,10 +40,11 @@ class ArmCounts:
     """One arm's predictions reduced to per-prompt aggregates (primary target, prompts in a fixed order)."""
 
     prompts: tuple[str, ...]
-    fold_confusion: np.ndarray  # (prompts, folds, k, k) on the global grid, as `evaluation.fold_qwk`
+    fold_confusion: np.ndarray  # (prompts, folds, k, k) on each prompt's own grid, as `evaluation.fold_qwk`
     prompt_qwk: np.ndarray  # (prompts,) QWK of each prompt on its own grid, as `evaluation.per_prompt_table`
     prompt_n: np.ndarray  # (prompts,) essays per prompt
     tail_counts: np.ndarray  # (prompts, 4): low-tail n, low-tail adjacent, high-tail n, high-tail adjacent
+    mean_over: str = "folds"  # mean QWK over `folds` (each fold's prompts share a grid) or over `prompts`
 
 
 @dataclass(frozen=True)
@@ -89,46 +93,52 @@ def align_pair(candidate: pd.DataFrame, reference: pd.DataFrame, schema: Dataset
 def arm_counts(frame: pd.DataFrame, schema: DatasetSchema, prompts: Sequence[str], folds: Sequence[int],
                cfg: MetricConfig) -> ArmCounts:
     """Reduce one predictions table to the aggregates every resample sums over."""
-    p, grid = schema.primary, schema.grid
-    k = grid.n_categories
+    p = schema.primary
     prompt_index = {name: i for i, name in enumerate(prompts)}
     fold_index = {int(f): j for j, f in enumerate(folds)}
     unknown = sorted(set(frame["prompt"]) - set(prompts)) + sorted(set(frame["fold"].astype(int)) - set(fold_index))
     if unknown:
         raise InputError(f"predictions: prompt(s)/fold(s) outside the given lists: {unknown}")
+    grids = [schema.grid_for(name) for name in prompts]
+    k = max(g.n_categories for g in grids)
     pi = frame["prompt"].map(prompt_index).to_numpy(dtype=int)
     fi = frame["fold"].astype(int).map(fold_index).to_numpy(dtype=int)
-    t_cat, g_cat = grid.to_category(frame[f"true_{p}"].to_numpy()), grid.to_category(frame[f"grid_{p}"].to_numpy())
-    off_grid = (t_cat < 0) | (t_cat >= k) | (g_cat < 0) | (g_cat >= k)
-    if off_grid.any():
-        raise InputError(f"predictions: scores outside the global grid for prompt(s) "
-                         f"{sorted(set(frame['prompt'][off_grid]))}; the gate does not support per-prompt grids")
+    t_cat, g_cat = categories(frame, schema, "true", p), categories(frame, schema, "grid", p)
     cell = ((pi * len(folds) + fi) * k + t_cat) * k + g_cat
     shape = (len(prompts), len(folds), k, k)
     fold_confusion = np.bincount(cell, minlength=int(np.prod(shape))).reshape(shape)
+    members = fold_confusion.sum(axis=(2, 3)) > 0  # (prompts, folds)
+    shared = all(len({grids[i] for i in np.flatnonzero(members[:, j])}) <= 1 for j in range(len(folds)))
 
-    points = grid.points()
-    low_rows, high_rows = points <= cfg.low_tail + 1e-9, points >= cfg.high_tail - 1e-9
-    idx = np.arange(k)
-    adjacent = np.abs(idx[:, None] - idx[None, :]) <= 1
-    by_prompt = fold_confusion.sum(axis=1)
-    tail_counts = np.stack([
-        by_prompt[:, low_rows].sum(axis=(1, 2)), (by_prompt * adjacent)[:, low_rows].sum(axis=(1, 2)),
-        by_prompt[:, high_rows].sum(axis=(1, 2)), (by_prompt * adjacent)[:, high_rows].sum(axis=(1, 2)),
-    ], axis=1)
+    truth = schema.to_common(frame[f"true_{p}"].to_numpy(float), frame["prompt"].to_numpy(), p)
+    near = (np.abs(t_cat - g_cat) <= 1).astype(float)
+    low, high = truth <= cfg.low_tail + 1e-9, truth >= cfg.high_tail - 1e-9
+    n = len(prompts)
+    tail_counts = np.stack([np.bincount(pi, weights=w, minlength=n)
+                            for w in (low.astype(float), low * near, high.astype(float), high * near)], axis=1)
+    tail_counts = np.rint(tail_counts).astype(np.int64)
 
     prompt_qwk = np.full(len(prompts), np.nan)
     for name, rows in frame.groupby("prompt").indices.items():
         group = frame.iloc[rows]
         prompt_qwk[prompt_index[name]] = m.qwk(group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy(),
                                                schema.grid_for(name))
-    return ArmCounts(tuple(prompts), fold_confusion, prompt_qwk, by_prompt.sum(axis=(1, 2)), tail_counts)
+    return ArmCounts(tuple(prompts), fold_confusion, prompt_qwk, fold_confusion.sum(axis=(1, 2, 3)), tail_counts,
+                     "folds" if shared else "prompts")
 
 
 def _mean_qwk(arm: ArmCounts, weights: np.ndarray, draws: np.ndarray, cfg: MetricConfig) -> np.ndarray:
-    """Mean over folds of each fold's QWK, the fold's matrix being the weighted sum over prompts."""
-    summed = np.tensordot(weights, arm.fold_confusion, axes=(1, 0))  # (resamples, folds, k, k)
-    per_fold = m.qwk_from_confusion(summed)
+    """Mean over folds of each fold's QWK, the fold's matrix being the weighted sum over prompts; where folds mix
+    scales, the weighted mean over eligible prompts of each prompt's QWK (each drawn prompt counting once)."""
+    if arm.mean_over == "prompts":
+        eligible = (arm.prompt_n >= cfg.min_prompt_n) & np.isfinite(arm.prompt_qwk)
+        w = weights[:, eligible]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(w.sum(axis=1) > 0, w @ arm.prompt_qwk[eligible] / w.sum(axis=1), np.nan)
+    block = max(1, int(2e7 // max(arm.fold_confusion[0].size, 1)))  # resamples per block: bounded memory
+    per_fold = np.concatenate([
+        m.qwk_from_confusion(np.tensordot(weights[i:i + block], arm.fold_confusion, axes=(1, 0)))
+        for i in range(0, len(weights), block)])  # (resamples, folds)
     finite = np.isfinite(per_fold)
     with np.errstate(invalid="ignore"):
         return np.where(finite.any(axis=1), np.where(finite, per_fold, 0).sum(axis=1) / finite.sum(axis=1), np.nan)

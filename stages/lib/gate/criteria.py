@@ -124,9 +124,11 @@ def criterion_record(candidate: str, criterion: Criterion, interval: Interval | 
 
 
 def gate_record(cfg: GateConfig, intervals: dict[tuple[str, str], dict[str, Interval] | None],
-                sizes: dict[tuple[str, str], dict[str, int]]) -> dict[str, Any]:
+                sizes: dict[tuple[str, str], dict[str, int]], mean_over: dict[str, str] | None = None
+                ) -> dict[str, Any]:
     """The whole flat record. `intervals[(candidate, scheme)]` is None when that run is absent; `sizes`
-    holds n_essays / n_prompts per evaluated pair."""
+    holds n_essays / n_prompts per evaluated pair; `mean_over[scheme]` says whether mean QWK is over `folds`
+    or `prompts` there."""
     record: dict[str, Any] = {
         "reference": cfg.reference,
         "bootstrap.n_resamples": cfg.n_resamples,
@@ -134,6 +136,7 @@ def gate_record(cfg: GateConfig, intervals: dict[tuple[str, str], dict[str, Inte
         "bootstrap.seed": cfg.seed,
         "bootstrap.unit": "prompt, then each arm's seeds (two-level)",
         "estimate": "mean over seeds of each seed's metric; the fold-level spread is in metrics/arms",
+        **{f"mean_qwk_over.{scheme}": over for scheme, over in (mean_over or {}).items()},
     }
     for candidate in cfg.candidates:
         flags = []

@@ -1,7 +1,11 @@
 """The reference arm's model: multi-target XGBoost on handcrafted features plus PCA-reduced embeddings,
 optional score-band sample weights, and leak-safe calibration to the score grid (cutpoints fitted on inner
 cross-validated predictions of the training data only). Used by the `xgb` stage per fold and by the final
-model, so both fit the same way."""
+model, so both fit the same way.
+
+It learns on the common scale (`DatasetSchema.to_common`: each prompt's grid mapped onto the global one) and
+maps predictions back onto the scored prompt's grid. A target that some training prompts do not score gets a
+model of its own, fitted on the essays that have it; the targets every essay has share one model."""
 
 from __future__ import annotations
 
@@ -19,15 +23,17 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.splitting import BalancedGroupKFold, score_bands
 from stages.lib.features.feature_store import feature_matrix
-from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, make_calibrator
+from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, fit_calibrators, own_scales
 
 
 def band_weights(y_primary: np.ndarray, schema: DatasetSchema, power: float) -> np.ndarray:
-    """Inverse score-band frequency weights (raised to `power`), normalised to mean 1."""
-    bands = schema.grid.to_category(y_primary)
+    """Inverse score-band frequency weights (raised to `power`), normalised to mean 1; `y_primary` on the common
+    scale."""
+    bands = np.clip(schema.grid.to_category(y_primary), 0, schema.grid.n_categories - 1)
     counts = np.bincount(bands, minlength=schema.grid.n_categories).astype(float)
     weights = counts[bands] ** -power
     return weights / weights.mean()
@@ -65,9 +71,49 @@ def make_model(cfg: dict[str, Any], seed: int, embedding_columns: list[int]) -> 
     ))
 
 
+MIN_SCORED = 2  # training essays a target needs to be fitted
+
+
+class MaskedTargetsModel:
+    """Targets with missing scores fitted one model each on the rows that have them; the complete targets
+    share one multi-target model. `predict` returns (rows × targets) in the original target order."""
+
+    def __init__(self, shared: Pipeline | None, shared_columns: list[int], own: dict[int, Pipeline | None]):
+        self.shared, self.shared_columns, self.own = shared, shared_columns, own
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((len(x), len(self.shared_columns) + len(self.own)))
+        if self.shared is not None:
+            out[:, self.shared_columns] = self.shared.predict(x).reshape(len(x), -1)
+        for j, model in self.own.items():  # None: too few scored essays to fit (predicts NaN)
+            out[:, j] = np.nan if model is None else model.predict(x).reshape(len(x))
+        return out
+
+
+def fit_model(x_train, y_train, w_train, cfg, seed, embedding_columns) -> Pipeline | MaskedTargetsModel:
+    """One multi-target pipeline when every row has every target (NaN = not scored); else `MaskedTargetsModel`."""
+    missing = np.isnan(y_train)
+    if not missing.any():
+        model = make_model(cfg, seed, embedding_columns)
+        model.fit(x_train, y_train, xgbregressor__sample_weight=w_train)
+        return model
+    complete = [j for j in range(y_train.shape[1]) if not missing[:, j].any()]
+    shared = None
+    if complete:
+        shared = make_model(cfg, seed, embedding_columns)
+        shared.fit(x_train, y_train[:, complete], xgbregressor__sample_weight=w_train)
+    own = {}
+    for j in (j for j in range(y_train.shape[1]) if missing[:, j].any()):
+        rows = ~missing[:, j]
+        own[j] = None
+        if rows.sum() >= MIN_SCORED:
+            own[j] = make_model(cfg, seed, embedding_columns)
+            own[j].fit(x_train[rows], y_train[rows, j], xgbregressor__sample_weight=w_train[rows])
+    return MaskedTargetsModel(shared, complete, own)
+
+
 def fit_predict(x_train, y_train, w_train, x_eval, cfg, seed, embedding_columns) -> np.ndarray:
-    model = make_model(cfg, seed, embedding_columns)
-    model.fit(x_train, y_train, xgbregressor__sample_weight=w_train)
+    model = fit_model(x_train, y_train, w_train, cfg, seed, embedding_columns)
     return model.predict(x_eval).reshape(len(x_eval), -1)
 
 
@@ -75,7 +121,8 @@ def inner_splits(train: pd.DataFrame, scheme: str, n_splits: int, seed: int, sch
     """Inner folds of the training fold, mirroring the outer scheme (prompts held out, or stratified)."""
     if scheme == "prompt_holdout":
         return BalancedGroupKFold(n_splits, random_state=seed).split(train, groups=train["prompt"].to_numpy())
-    bands = score_bands(schema.grid.to_category(train[schema.primary].to_numpy()), n_splits)
+    primary = schema.to_common(train[schema.primary].to_numpy(float), train["prompt"].to_numpy(), schema.primary)
+    bands = score_bands(schema.grid.to_category(primary), n_splits)
     return StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(train, bands)
 
 
@@ -85,7 +132,7 @@ class FittedReference:
     target (cutpoints fitted on the training set's inner out-of-fold predictions) and the schema whose
     per-prompt grids `predict` snaps onto. `feature_columns` is the feature-store column order it expects."""
 
-    model: Pipeline
+    model: Pipeline | MaskedTargetsModel
     calibrators: tuple[RoundingCalibrator | CutpointCalibrator, ...]
     schema: DatasetSchema
     feature_columns: tuple[str, ...]
@@ -100,26 +147,21 @@ class FittedReference:
                 if getattr(calibrator, "cutpoints_", None) is not None}
 
     def predict(self, x_eval: np.ndarray, prompts: Sequence[object] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Continuous and on-grid predictions (rows × targets) for feature rows `x_eval` (float32, in
-        `feature_columns` order) written to `prompts`; a prompt with its own grid is rounded onto it."""
-        continuous = self.model.predict(x_eval).reshape(len(x_eval), -1)
-        if not np.isfinite(continuous).all():
+        """Continuous and on-grid predictions (rows × targets), each on the grid of its essay's prompt, for
+        feature rows `x_eval` (float32, in `feature_columns` order) written to `prompts` (on-grid NaN where the
+        prompt does not score the target)."""
+        common = self.model.predict(x_eval).reshape(len(x_eval), -1)
+        if not np.isfinite(common).all():
             raise FloatingPointError(f"{self.source}: non-finite XGBoost predictions")
-        on_grid = np.empty_like(continuous)
-        for j, calibrator in enumerate(self.calibrators):
-            on_grid[:, j] = calibrator.predict(continuous[:, j])
-        prompts = pd.Series(np.asarray(prompts, dtype=object))
-        for prompt, rows in prompts.groupby(prompts).indices.items():
-            if prompt in self.schema.prompt_grids:  # prompts with their own scale are rounded onto it
-                on_grid[rows] = self.schema.grid_for(prompt).snap(continuous[rows])
-        return continuous, on_grid
+        return own_scales(common, self.calibrators, prompts, self.schema)
 
 
 def sample_weights(train: pd.DataFrame, cfg: dict[str, Any], schema: DatasetSchema) -> np.ndarray:
-    """`inverse_band` weights on the primary target, or ones."""
+    """`inverse_band` weights on the primary target (common scale), or ones."""
     if cfg["sample_weighting"] != "inverse_band":
         return np.ones(len(train))
-    return band_weights(train[schema.primary].to_numpy(float), schema, float(cfg["weight_power"]))
+    primary = schema.to_common(train[schema.primary].to_numpy(float), train["prompt"].to_numpy(), schema.primary)
+    return band_weights(primary, schema, float(cfg["weight_power"]))
 
 
 def fit_reference(train, features, scheme, cfg, seed, schema, source) -> FittedReference:
@@ -127,10 +169,14 @@ def fit_reference(train, features, scheme, cfg, seed, schema, source) -> FittedR
     predictions of `train` (inner folds mirror `scheme`), never on the essays it will score."""
     embedding_columns = [i for i, c in enumerate(features.columns) if c.startswith("emb_")]
     x_train = feature_matrix(features, train, source).to_numpy(np.float32)
-    y_train = train[list(schema.targets)].to_numpy(float)
+    y_train = schema.common_targets(train)
+    scored = np.isfinite(y_train).sum(axis=0)
+    for target, n in zip(schema.targets, scored, strict=True):
+        if n < MIN_SCORED:
+            raise InputError(f"{source}: target {target!r} is scored on {int(n)} training essay(s); at least "
+                             f"{MIN_SCORED} are needed (dataset.prompt_targets)")
     weights = sample_weights(train, cfg, schema)
-    model = make_model(cfg, seed, embedding_columns)
-    model.fit(x_train, y_train, xgbregressor__sample_weight=weights)
+    model = fit_model(x_train, y_train, weights, cfg, seed, embedding_columns)
     calibration_input = y_train
     if cfg["calibration"] == "cutpoints":
         calibration_input = np.empty_like(y_train)
@@ -139,10 +185,7 @@ def fit_reference(train, features, scheme, cfg, seed, schema, source) -> FittedR
                 x_train[inner_train], y_train[inner_train], weights[inner_train], x_train[inner_val], cfg, seed,
                 embedding_columns,
             )
-    calibrators = tuple(
-        make_calibrator(cfg["calibration"], schema.grid).fit(calibration_input[:, j], y_train[:, j])
-        for j in range(len(schema.targets))
-    )
+    calibrators = fit_calibrators(cfg["calibration"], schema.grid, calibration_input, y_train)
     return FittedReference(model, calibrators, schema, tuple(str(c) for c in features.columns), str(source),
                            len(train))
 

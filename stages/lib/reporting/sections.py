@@ -85,6 +85,27 @@ def _reference_tables(r: ReportInputs) -> dict[str, pd.DataFrame] | None:
     return None
 
 
+def score_scales(r: ReportInputs, prompts: list[str]) -> list[str]:
+    """The per-prompt score scales and scored targets, when the corpus has more than one scale or prompts that
+    score only some targets (the schema's declaration, as `prepare` checked it)."""
+    schema = r.schema
+    if schema.single_scale and not schema.prompt_targets:
+        return []
+    rows = []
+    for prompt in sorted(prompts):
+        scored = [t for t in schema.targets if schema.scores(prompt, t)]
+        own = {schema.grid_for(prompt, t).label() for t in scored if t != schema.primary}
+        traits = ", ".join(own - {schema.grid_for(prompt).label()}) or "same"
+        rows.append([Cell(prompt, "text"), Cell(schema.grid_for(prompt).label(), "text"), Cell(traits, "text"),
+                     Cell(", ".join(t for t in scored if t != schema.primary) or "none", "text")])
+    return [heading(3, "Score scales"), table(
+        ["prompt", f"{schema.primary} scale", "trait scales", "traits scored"], rows,
+        f"Each prompt's scores are mapped min–max onto the common scale {schema.grid.label()} for learning, and "
+        "predictions back onto the prompt's own grid. QWK and agreement are on each prompt's own grid; residuals, "
+        "RMSE, SMD and tail membership on the common scale; per-trait figures over the prompts that score the "
+        "trait.")]
+
+
 def data_description(r: ReportInputs) -> list[str]:
     out = []
     d = r.data
@@ -107,6 +128,7 @@ def data_description(r: ReportInputs) -> list[str]:
         out += [heading(3, "Essays per prompt"), table(
             ["prompt", "essays"] * 3, rows, f"Grey: fewer than {n_min} essays, so excluded from per-prompt and "
             "worst-prompt QWK (still in every other statistic).")]
+        out += score_scales(r, [p for p, _ in per_prompt])
     tables = _reference_tables(r)
     if tables is not None:
         dist, d = tables["score_distribution"], tables["descriptives"].iloc[0]
@@ -132,13 +154,17 @@ def agreement(r: ReportInputs) -> list[str]:
             tables = r.tables.get(f"{arm}_{scheme}")
             d = tables["descriptives"].iloc[0].to_dict() if tables is not None else {}
             a, q, smd = s["agreement"], s["qwk"], s["smd"]["overall"]
+            pooled = (_flag(q["pooled"], q["pooled"] < r.flags.qwk) if q.get("pooled") is not None
+                      else Cell("omitted", "muted"))
+            over = q.get("averaged_over", "folds")
             seed_sd = (s.get("seed_sd") or {}).get("qwk", {}).get("mean")
             rows.append([
                 Cell(arm, "text"), Cell(scheme, "text"), str(s["n_essays"]), str(s.get("n_seeds", 1)),
                 num(seed_sd) if seed_sd is not None else Cell("unmeasured", "muted"),
                 num(d.get("human_mean")), num(d.get("human_sd")), num(d.get("system_mean")), num(d.get("system_sd")),
                 num(a["exact"]), num(a["adjacent"]),
-                _flag(q["mean"], q["mean"] < r.flags.qwk), num(q["std"]), _flag(q["pooled"], q["pooled"] < r.flags.qwk),
+                _flag(q["mean"], q["mean"] < r.flags.qwk) if over == "folds" else
+                Cell(f"{num(q['mean'])} (prompts)", "flag" if q["mean"] < r.flags.qwk else ""), num(q["std"]), pooled,
                 num(a["pearson_r"]), _flag(smd, abs(smd) > r.flags.smd, signed=True), num(a["rmse_continuous"]),
             ])
     return [table(
@@ -146,7 +172,10 @@ def agreement(r: ReportInputs) -> list[str]:
          "exact", "adjacent",
          "QWK (mean over folds)", "QWK SD", "QWK pooled", "Pearson r", "SMD", "RMSE"], rows,
         "Primary target, out-of-fold; every metric is the mean over the arm's training seeds (QWK SD over seeds = "
-        "training noise; descriptives are the first seed's). Exact/adjacent agreement, QWK and SMD use predictions "
+        "training noise; descriptives are the first seed's). QWK mean is over folds unless marked (prompts): where "
+        "a fold mixes score scales it is the mean over prompts of each prompt's QWK on its own grid; pooled QWK is "
+        "omitted where prompts use different scales (it would measure which prompt an essay came from). "
+        "Exact/adjacent agreement, QWK and SMD use predictions "
         "mapped to the score "
         "grid; Pearson r and RMSE use the continuous prediction clipped to the scale. Red cells are flagged: "
         f"QWK < {r.flags.qwk:.2f}, |SMD| > {r.flags.smd:.2f}.")]
@@ -162,6 +191,9 @@ def per_prompt(r: ReportInputs) -> list[str]:
             out.append(para(f"No arm has run under {scheme}.", "notrun"))
             continue
         arms = [a for a in r.arms if a in set(frame["arm"])]
+        scales = frame.groupby("prompt")["scale"].first() if "scale" in frame.columns else None
+        if scales is not None and scales.nunique() < 2:
+            scales = None  # one scale: nothing to show
         wide = frame.pivot_table(index="prompt", columns="arm", values="qwk", aggfunc="first")
         sizes = frame.groupby("prompt")["n"].max()
         order = wide[arms[0]].sort_values(na_position="last").index
@@ -169,13 +201,15 @@ def per_prompt(r: ReportInputs) -> list[str]:
         for prompt in order:
             small = sizes[prompt] < n_min
             cells: list[Cell | str] = [Cell(prompt, "text"), str(int(sizes[prompt]))]
+            if scales is not None:
+                cells.insert(1, Cell(str(scales[prompt]), "text"))
             for arm in arms:
                 q = wide.at[prompt, arm] if arm in wide.columns else float("nan")
                 cells.append(Cell(num(q), "muted") if small else _flag(q, bool(q < r.flags.qwk)))
             rows.append(cells)
         worst = [f"{a}: {num(r.arm_metrics[f'{a}_{scheme}']['worst_prompt_qwk'])}" for a in arms
                  if r.arm_metrics.get(f"{a}_{scheme}")]
-        out.append(table(["prompt", "essays", *arms], rows,
+        out.append(table(["prompt", *(["scale"] if scales is not None else []), "essays", *arms], rows,
                          f"QWK of each prompt's essays, sorted by {arms[0]}. Grey: fewer than {n_min} essays (not "
                          f"flagged, excluded from worst-prompt QWK). Red: QWK < {r.flags.qwk:.2f}. Worst-prompt QWK "
                          f"(mean of the bottom {r.cfg.metric_config.bottom_k}): " + "; ".join(worst) + "."))
@@ -313,13 +347,15 @@ def definitions(r: ReportInputs) -> list[str]:
     mc = r.cfg.metric_config
     grid = r.schema.grid
     return [bullets([
-        f"Scores live on the grid {grid.low}–{grid.high} in steps of {grid.step}; QWK is quadratic weighted kappa on "
-        "the grid's integer categories.",
-        "QWK mean ± SD is over the cross-validation folds; pooled QWK is over all out-of-fold essays.",
+        f"Scores live on the grid {grid.low}–{grid.high} in steps of {grid.step}" + (
+            "" if r.schema.single_scale else " (the common scale; prompts with their own scales are listed under "
+            "Score scales)") + "; QWK is quadratic weighted kappa on the grid's integer categories.",
+        "QWK mean ± SD is over the cross-validation folds (over prompts where a fold mixes scales); pooled QWK is "
+        "over all out-of-fold essays (only where they share one scale).",
         f"Per-prompt QWK counts prompts with at least {mc.min_prompt_n} essays; worst-prompt QWK is the mean of the "
         f"{mc.bottom_k} lowest.",
         f"Exact agreement: prediction equals the human score on the grid; adjacent: within one step ({grid.step}). "
-        f"Tails: human score ≤ {mc.low_tail} (low) and ≥ {mc.high_tail} (high).",
+        f"Tails: human score ≤ {mc.low_tail} (low) and ≥ {mc.high_tail} (high) on the common scale.",
         "SMD and DSM as in the subgroup section; flag thresholds follow Williamson et al. (2012) and RSMTool.",
         "Gate intervals resample prompts, not essays, because essays of one prompt share a topic: resampling "
         "essays would understate the uncertainty about unseen prompts.",

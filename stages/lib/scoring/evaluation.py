@@ -1,5 +1,9 @@
 """Judge one predictions table: agreement, per-prompt and worst-prompt QWK, tails, SMD by subgroup,
-and residual breakdowns. Pure functions over the predictions-table contract."""
+and residual breakdowns. Pure functions over the predictions-table contract.
+
+Mixed score scales: QWK and agreement are computed on each prompt's own grid; a set of essays is pooled into
+one QWK only where its prompts share a grid; residuals, RMSE, SMD and tail membership use the common scale
+(`DatasetSchema.to_common`). On a single-scale corpus every one of these is the plain definition."""
 
 from __future__ import annotations
 
@@ -12,86 +16,165 @@ from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
 
 
+def common(frame: pd.DataFrame, schema: DatasetSchema, kind: str, target: str) -> np.ndarray:
+    """Column `<kind>_<target>` (true, pred or grid) mapped onto the common scale (the identity on the global grid)."""
+    return schema.to_common(frame[f"{kind}_{target}"].to_numpy(float), frame["prompt"].to_numpy(), target)
+
+
 def _clip(values: np.ndarray, schema: DatasetSchema) -> np.ndarray:
     return np.clip(values, schema.grid.low, schema.grid.high)
 
 
-def per_prompt_table(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Per prompt: n, fold, QWK, exact and adjacent agreement, mean residual (primary target)."""
-    p = schema.primary
+def categories(frame: pd.DataFrame, schema: DatasetSchema, kind: str, target: str) -> np.ndarray:
+    """Column `<kind>_<target>` as integer categories of each essay's own grid (0 = the grid's lowest point)."""
+    values = frame[f"{kind}_{target}"].to_numpy(float)
+    out = np.zeros(len(values), dtype=int)
+    for prompt, rows in frame.groupby("prompt", sort=False).indices.items():
+        out[rows] = schema.grid_for(prompt, target).to_category(np.nan_to_num(values[rows]))
+    return out
+
+
+def scored(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> pd.DataFrame:
+    """The rows whose prompt scores `target` (all rows, unless `dataset.prompt_targets` says otherwise)."""
+    mask = schema.scored_mask(frame["prompt"].to_numpy(), target)
+    return frame if mask.all() else frame[mask]
+
+
+def table_qwk(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> float:
+    """QWK of a table's essays: on their shared grid when their prompts share one, else the mean of the
+    per-prompt QWKs (each on its own grid); NaN when undefined."""
+    frame = scored(frame, schema, target)
+    prompts = frame["prompt"].unique()
+    if schema.shares_scale(prompts, target):
+        grid = schema.grid_for(prompts[0], target) if len(prompts) else schema.grid
+        return m.qwk(frame[f"true_{target}"].to_numpy(), frame[f"grid_{target}"].to_numpy(), grid)
+    per_prompt = [m.qwk(g[f"true_{target}"].to_numpy(), g[f"grid_{target}"].to_numpy(),
+                        schema.grid_for(name, target)) for name, g in frame.groupby("prompt", sort=True)]
+    return float(np.nanmean(per_prompt)) if np.isfinite(per_prompt).any() else float("nan")
+
+
+def per_prompt_table(frame: pd.DataFrame, schema: DatasetSchema, target: str | None = None) -> pd.DataFrame:
+    """Per prompt scoring `target` (default the primary): n, fold, its scale, QWK, exact and adjacent agreement
+    on its own grid, and the mean residual on the common scale."""
+    p = schema.primary if target is None else target
+    frame = scored(frame, schema, p)
+    residual = common(frame, schema, "grid", p) - common(frame, schema, "true", p)
     rows = []
-    for prompt, group in frame.groupby("prompt", sort=True):
-        grid = schema.grid_for(prompt)
+    for prompt, index in frame.groupby("prompt", sort=True).indices.items():
+        group = frame.iloc[index]
+        grid = schema.grid_for(prompt, p)
         t, g = group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy()
         rows.append({
             "prompt": prompt,
             "n": len(group),
             "fold": int(group["fold"].iloc[0]) if group["fold"].nunique() == 1 else -1,
+            "scale": grid.label(),
             "qwk": m.qwk(t, g, grid),
             "exact": m.exact_agreement(t, g, grid),
             "adjacent": m.adjacent_agreement(t, g, grid),
-            "mean_residual": float(np.mean(g - t)),
+            "mean_residual": float(np.mean(residual[index])),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["prompt", "n", "fold", "scale", "qwk", "exact", "adjacent", "mean_residual"])
 
 
 def smd_by_subgroup(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, dict[str, dict[str, float]]]:
-    """SMD of the on-grid primary prediction within each level of each subgroup column."""
+    """SMD of the on-grid primary prediction (common scale) within each level of each subgroup column."""
     p = schema.primary
+    frame = frame.assign(_true=common(frame, schema, "true", p), _grid=common(frame, schema, "grid", p))
     out: dict[str, dict[str, dict[str, float]]] = {}
     for column in schema.subgroups:
         levels = {}
         for level, group in frame.dropna(subset=[column]).groupby(column, sort=True):
-            levels[str(level)] = {
-                "n": len(group),
-                "smd": m.smd(group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy()),
-            }
+            levels[str(level)] = {"n": len(group), "smd": m.smd(group["_true"].to_numpy(), group["_grid"].to_numpy())}
         out[column] = levels
     return out
 
 
 def fold_qwk(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> list[float]:
-    return [
-        m.qwk(g[f"true_{target}"].to_numpy(), g[f"grid_{target}"].to_numpy(), schema.grid)
-        for _, g in frame.groupby("fold", sort=True)
-    ]
+    """Each fold's QWK over its essays scoring `target`, on the grid they share; NaN for a fold whose prompts
+    use different grids (its essays cannot be pooled) or that has none."""
+    out = []
+    for _, group in frame.groupby("fold", sort=True):
+        group = scored(group, schema, target)
+        prompts = group["prompt"].unique()
+        if not len(prompts) or not schema.shares_scale(prompts, target):
+            out.append(float("nan"))
+            continue
+        out.append(m.qwk(group[f"true_{target}"].to_numpy(), group[f"grid_{target}"].to_numpy(),
+                         schema.grid_for(prompts[0], target)))
+    return out
+
+
+MIXED_SCALES = "prompts use different score scales: pooled QWK would measure which prompt an essay came from"
+
+
+def qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: str, min_prompt_n: int) -> dict[str, Any]:
+    """QWK of `target`: mean ± SD over folds where every fold's prompts share a scale, else over prompts (those
+    with ≥ `min_prompt_n` essays, each on its own grid); which one in `averaged_over`. Pooled over all essays only
+    where they share one scale (else None, with the reason)."""
+    rows = scored(frame, schema, target)
+    prompts = per_prompt_table(rows, schema, target)
+    eligible = prompts[prompts["n"] >= min_prompt_n]["qwk"].to_numpy(float)
+    prompt_mean = float(np.nanmean(eligible)) if np.isfinite(eligible).any() else float("nan")
+    per_fold = fold_qwk(rows, schema, target)
+    over_folds = all(schema.shares_scale(g["prompt"].unique(), target) for _, g in rows.groupby("fold"))
+    values = per_fold if over_folds else eligible[np.isfinite(eligible)].tolist()
+    same = schema.shares_scale(rows["prompt"].unique(), target)
+    grid = schema.grid_for(rows["prompt"].iloc[0], target) if len(rows) else schema.grid
+    return {
+        "mean": float(np.nanmean(per_fold)) if over_folds else prompt_mean,
+        "std": float(np.nanstd(values, ddof=1)) if len(values) > 1 else 0.0,
+        "averaged_over": "folds" if over_folds else "prompts",
+        "fold_mean": float(np.nanmean(per_fold)) if over_folds else None,
+        "prompt_mean": prompt_mean,
+        "n_prompts": len(prompts),
+        "pooled": m.qwk(rows[f"true_{target}"].to_numpy(), rows[f"grid_{target}"].to_numpy(), grid)
+        if same else None,
+        "pooled_omitted": None if same else MIXED_SCALES,
+        "per_fold": per_fold,
+    }
+
+
+def trait_mcrmse(frame: pd.DataFrame, schema: DatasetSchema) -> float:
+    """MCRMSE over the analytic traits on the common scale (clipped continuous predictions), each trait over the
+    essays that have it."""
+    traits = list(schema.traits)
+    if not traits:
+        return float("nan")
+    truth = np.column_stack([common(frame, schema, "true", t) for t in traits])
+    pred = _clip(np.column_stack([common(frame, schema, "pred", t) for t in traits]), schema)
+    if np.isfinite(truth).all():
+        return m.mcrmse(truth, pred)
+    return float(np.mean([m.rmse(truth[ok, j], pred[ok, j]) for j in range(len(traits))
+                          if (ok := np.isfinite(truth[:, j])).any()]))
 
 
 def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -> dict[str, Any]:
-    """The metrics file's body for one arm and scheme."""
-    p, grid = schema.primary, schema.grid
-    t, g = frame[f"true_{p}"].to_numpy(), frame[f"grid_{p}"].to_numpy()
-    c = _clip(frame[f"pred_{p}"].to_numpy(), schema)
-    per_fold = fold_qwk(frame, schema, p)
+    """The metrics file's body for one arm and scheme. Agreement is on each essay's own grid; RMSE, MAE,
+    Pearson r, SMD and the tails' membership use the common scale."""
+    p, min_n = schema.primary, int(cfg["min_prompt_n"])
+    t, g = common(frame, schema, "true", p), common(frame, schema, "grid", p)
+    c = _clip(common(frame, schema, "pred", p), schema)
+    t_cat, g_cat = categories(frame, schema, "true", p), categories(frame, schema, "grid", p)
+    primary = qwk_summary(frame, schema, p, min_n)
     by_trait = {}
     for target in schema.targets:
-        folds = fold_qwk(frame, schema, target)
-        by_trait[target] = {
-            "mean": float(np.nanmean(folds)),
-            "std": float(np.nanstd(folds, ddof=1)) if len(folds) > 1 else 0.0,
-            "pooled": m.qwk(frame[f"true_{target}"].to_numpy(), frame[f"grid_{target}"].to_numpy(), grid),
-        }
+        q = primary if target == p else qwk_summary(frame, schema, target, min_n)
+        by_trait[target] = {k: q[k] for k in ("mean", "std", "pooled", "averaged_over", "n_prompts")}
     prompts = per_prompt_table(frame, schema)
     worst, worst_names = m.worst_prompt_qwk(
-        {r.prompt: (r.n, r.qwk) for r in prompts.itertuples()}, int(cfg["min_prompt_n"]), int(cfg["bottom_k"])
+        {r.prompt: (r.n, r.qwk) for r in prompts.itertuples()}, min_n, int(cfg["bottom_k"])
     )
-    eligible = prompts[prompts["n"] >= int(cfg["min_prompt_n"])]
-    traits = list(schema.traits)
+    eligible = prompts[prompts["n"] >= min_n]
     return {
         "n_essays": len(frame),
         "n_folds": int(frame["fold"].nunique()),
-        "qwk": {
-            "mean": float(np.nanmean(per_fold)),
-            "std": float(np.nanstd(per_fold, ddof=1)) if len(per_fold) > 1 else 0.0,
-            "pooled": m.qwk(t, g, grid),
-            "per_fold": per_fold,
-        },
+        "qwk": primary,
         "qwk_by_trait": by_trait,
-        "mcrmse": m.mcrmse(frame[[f"true_{x}" for x in traits]].to_numpy(),
-                           _clip(frame[[f"pred_{x}" for x in traits]].to_numpy(), schema)),
+        "mcrmse": trait_mcrmse(frame, schema),
         "agreement": {
-            "exact": m.exact_agreement(t, g, grid),
-            "adjacent": m.adjacent_agreement(t, g, grid),
+            "exact": float(np.mean(t_cat == g_cat)),
+            "adjacent": float(np.mean(np.abs(t_cat - g_cat) <= 1)),
             "mae": m.mae(t, g),
             "rmse": m.rmse(t, g),
             "rmse_continuous": m.rmse(t, c),
@@ -100,25 +183,37 @@ def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -
         "worst_prompt_qwk": worst,
         "worst_prompts": worst_names,
         "prompts_eligible": len(eligible),
-        "min_prompt_n": int(cfg["min_prompt_n"]),
+        "min_prompt_n": min_n,
         "bottom_k": int(cfg["bottom_k"]),
         "per_prompt_qwk": {r.prompt: r.qwk for r in eligible.itertuples()},
-        "tails": m.tail_adjacent(t, g, grid, float(cfg["low_tail"]), float(cfg["high_tail"])),
+        "tails": m.tail_adjacent(t, t_cat, g_cat, float(cfg["low_tail"]), float(cfg["high_tail"])),
         "smd": {"overall": m.smd(t, g), "by_subgroup": smd_by_subgroup(frame, schema)},
     }
 
 
+def score_label(grid_step: float) -> str:
+    """The format of a score on a grid with this step (one decimal for ELLIPSE's 0.5)."""
+    decimals = max(1, len(f"{grid_step:g}".partition(".")[2]))
+    return f"{{:.{decimals}f}}"
+
+
+def common_grid_labels(values: pd.Series, schema: DatasetSchema) -> pd.Series:
+    """Common-scale scores as labels of their nearest common-grid point (ELLIPSE: `3.5`)."""
+    return pd.Series(schema.grid.snap(values.to_numpy()), index=values.index).map(score_label(schema.grid.step).format)
+
+
 def residual_rows(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Per-essay residual rows (primary target): on-grid and continuous residuals with context."""
+    """Per-essay residual rows (primary target) on the common scale: on-grid and continuous residuals with
+    context; `score_band` is the human score's nearest common-grid point."""
     p = schema.primary
     rows = frame[["essay_id", "fold", "prompt", "n_words", *schema.subgroups]].copy()
-    rows["true"] = frame[f"true_{p}"]
-    rows["pred_continuous"] = frame[f"pred_{p}"]
-    rows["pred_grid"] = frame[f"grid_{p}"]
+    rows["true"] = common(frame, schema, "true", p)
+    rows["pred_continuous"] = common(frame, schema, "pred", p)
+    rows["pred_grid"] = common(frame, schema, "grid", p)
     rows["residual"] = rows["pred_grid"] - rows["true"]
     rows["residual_continuous"] = _clip(rows["pred_continuous"].to_numpy(), schema) - rows["true"]
     rows["length_band"] = pd.qcut(rows["n_words"], 4, duplicates="drop").astype(str)
-    rows["score_band"] = rows["true"].map(lambda v: f"{v:.1f}")
+    rows["score_band"] = common_grid_labels(rows["true"], schema)
     return rows
 
 
@@ -148,10 +243,13 @@ def descriptives(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_distribution(rows: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Essays per point of the score grid: human scores and on-grid predictions, with the human share."""
-    points = pd.Index(schema.grid.points().round(1), name="score")
-    human = rows["true"].round(1).value_counts().reindex(points, fill_value=0)
-    system = rows["pred_grid"].round(1).value_counts().reindex(points, fill_value=0)
+    """Essays per point of the common grid: human scores and on-grid predictions (each at its nearest common
+    point), with the human share."""
+    decimals = max(1, len(f"{schema.grid.step:g}".partition(".")[2]))
+    points = pd.Index(schema.grid.points().round(decimals), name="score")
+    human = pd.Series(schema.grid.snap(rows["true"].to_numpy())).round(decimals).value_counts()
+    system = pd.Series(schema.grid.snap(rows["pred_grid"].to_numpy())).round(decimals).value_counts()
+    human, system = human.reindex(points, fill_value=0), system.reindex(points, fill_value=0)
     table = pd.DataFrame({"human": human.astype(int), "system": system.astype(int)}).reset_index()
     table["human_share"] = table["human"] / max(int(table["human"].sum()), 1)
     return table
@@ -187,10 +285,12 @@ def residual_by_subgroup(rows: pd.DataFrame, schema: DatasetSchema) -> pd.DataFr
 
 
 def confusion_matrix(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
-    """Actual (rows) × on-grid predicted (columns) counts of the primary target on the full grid."""
+    """Actual (rows) × on-grid predicted (columns) counts of the primary target on the full common grid (scores
+    of other grids at their nearest common point)."""
     p = schema.primary
-    labels = [f"{v:.1f}" for v in schema.grid.points()]
-    table = pd.crosstab(frame[f"true_{p}"].map("{:.1f}".format), frame[f"grid_{p}"].map("{:.1f}".format))
+    labels = [score_label(schema.grid.step).format(v) for v in schema.grid.points()]
+    snapped = {kind: common_grid_labels(pd.Series(common(frame, schema, kind, p)), schema) for kind in ("true", "grid")}
+    table = pd.crosstab(snapped["true"], snapped["grid"])
     table = table.reindex(index=labels, columns=labels, fill_value=0)
     table.index.name, table.columns.name = "actual", None
     return table.reset_index()

@@ -111,13 +111,16 @@ def worst_prompt_qwk(per_prompt: dict[str, tuple[int, float]], min_n: int, botto
     return float(np.mean([q for q, _ in bottom])), [p for _, p in bottom]
 
 
-def tail_adjacent(y_true: np.ndarray, y_pred: np.ndarray, grid: ScoreGrid, low: float, high: float) -> dict[str, float]:
-    """Adjacent agreement among essays with truth ≤ `low` and among those with truth ≥ `high`."""
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+def tail_adjacent(y_true: np.ndarray, true_category: np.ndarray, pred_category: np.ndarray, low: float,
+                  high: float) -> dict[str, float]:
+    """Adjacent agreement (within one category of the essay's own grid) among essays whose truth on the common
+    scale is ≤ `low`, and among those with truth ≥ `high`."""
+    y_true = np.asarray(y_true, float)
+    near = np.abs(np.asarray(true_category) - np.asarray(pred_category)) <= 1
     lo, hi = y_true <= low + 1e-9, y_true >= high - 1e-9
     return {
-        "low_adjacent": adjacent_agreement(y_true[lo], y_pred[lo], grid),
+        "low_adjacent": float(np.mean(near[lo])) if lo.any() else float("nan"),
         "low_n": int(lo.sum()),
-        "high_adjacent": adjacent_agreement(y_true[hi], y_pred[hi], grid),
+        "high_adjacent": float(np.mean(near[hi])) if hi.any() else float("nan"),
         "high_n": int(hi.sum()),
     }

@@ -2,7 +2,8 @@
 
 Columns: essay_id, fold, prompt, n_words, the schema's subgroup columns, and for each target T:
 ``true_T`` (truth on the grid), ``pred_T`` (the continuous prediction) and ``grid_T`` (the prediction
-mapped to the grid, by rounding or by cutpoints fitted on training-fold data only)."""
+mapped to the grid, by rounding or by cutpoints fitted on training-fold data only), each on the essay's
+prompt's own scale. ``true_T`` and ``grid_T`` are empty (NaN) exactly where the prompt does not score T."""
 
 from __future__ import annotations
 
@@ -48,16 +49,26 @@ def validate_predictions(frame: pd.DataFrame, schema: DatasetSchema, source: Pat
         row = int(np.flatnonzero(dup)[0])
         raise InputError(f"{source}: row {row}: essay {frame['essay_id'][dup].iloc[0]} appears twice")
     for target in schema.targets:
+        scored = schema.scored_mask(frame["prompt"].to_numpy(), target)
         for kind in ("true", "pred", "grid"):
             values = frame[f"{kind}_{target}"].to_numpy(dtype=float)
             bad = ~np.isfinite(values)
             if kind != "pred":
                 for prompt, rows in frame.groupby("prompt").indices.items():
-                    bad[rows] |= ~schema.grid_for(prompt).on_grid(np.nan_to_num(values[rows], nan=-1e9))
+                    bad[rows] |= ~schema.grid_for(prompt, target).on_grid(np.nan_to_num(values[rows], nan=-1e9))
+                unscored = ~scored & ~np.isnan(values)
+                if unscored.any():
+                    row = int(np.flatnonzero(unscored)[0])
+                    raise InputError(f"{source}: row {row}: column {kind}_{target} holds {float(values[row]):g}, but "
+                                     f"prompt {frame['prompt'].iloc[row]!r} does not score {target} "
+                                     "(dataset.prompt_targets)")
+                bad &= scored
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
+                prompt = frame["prompt"].iloc[row]
                 raise InputError(
                     f"{source}: row {row}: column {kind}_{target} value {values[row]!r} is not finite/on grid"
+                    f" (prompt {prompt!r}, grid {schema.grid_for(prompt, target).label()})"
                 )
     return frame
 

@@ -59,10 +59,20 @@ def _transformer_model_section(c: CardInputs) -> list[str]:
         f"{', '.join(lora['target_modules'])}) and a linear head over essays mean-pooled across "
         f"{budget['max_length']}-token windows (overlap {budget['stride']}), {budget['epochs']} epoch(s).",
         f"- **Scores:** {', '.join(schema.targets)} on {schema.grid.low:g}–{schema.grid.high:g} in steps of "
-        f"{schema.grid.step:g}; cutpoints ({m['calibration']['kind']}) fitted on {m['calibration']['fitted_on']}.",
+        f"{schema.grid.step:g}{scales_note(schema)}; cutpoints ({m['calibration']['kind']}) fitted on "
+        f"{m['calibration']['fitted_on']}.",
         f"- **Trained on:** {m['trained_on']['essays']:,} essays (+{m['trained_on']['holdout']} held out) of "
         f"{m['trained_on']['prepared']:,}, seed {m['params']['seed']}.",
     ]
+
+
+def scales_note(schema: DatasetSchema) -> str:
+    """Where prompts have scales of their own: which, and that the grid above is the common scale."""
+    if schema.single_scale:
+        return ""
+    own = ", ".join(f"{p} {g.label()}" for p, g in sorted(schema.prompt_grids.items()))
+    return (f" (the common scale; prompts with their own scales — {own} — are mapped onto it min–max to learn "
+            "and scored on their own grids)")
 
 
 def _model_section(c: CardInputs) -> list[str]:
@@ -84,7 +94,8 @@ def _model_section(c: CardInputs) -> list[str]:
         f"windows (overlap {emb['stride']}, no truncation), reduced by PCA to {xgb['embedding_pca']} components. "
         f"Sample weights: {xgb['sample_weighting']} (power {xgb['weight_power']}).",
         f"- **Scores:** {', '.join(schema.targets)} (primary {schema.primary}) on {schema.grid.low:g}–"
-        f"{schema.grid.high:g} in steps of {schema.grid.step:g}; each target's continuous prediction is mapped to "
+        f"{schema.grid.high:g} in steps of {schema.grid.step:g}{scales_note(schema)}; each target's continuous "
+        "prediction is mapped to "
         f"the grid by {m['calibration']['kind']} fitted on out-of-fold predictions of the training essays "
         f"({m['calibration']['inner_splits']} inner folds, {m['calibration']['inner_scheme']}: prompts held out, "
         "as for new prompts).",

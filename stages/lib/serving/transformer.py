@@ -20,7 +20,7 @@ import numpy as np
 
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.calibration import make_calibrator
+from stages.lib.scoring.calibration import make_calibrator, own_scales
 from stages.lib.serving.artifact_files import FORMAT, MANIFEST, SCHEMA, STATS, read_json, verify_files
 from stages.lib.serving.flags import FlagRules
 from stages.lib.serving.scorer import BatchScorer, check_backbone, output_columns
@@ -80,10 +80,7 @@ class TransformerScorer(BatchScorer):
         data = encode_essays(texts, self.tokenizer, int(self.budget["max_length"]), int(self.budget["stride"]))
         out = predict(self.model, data, self.accelerator, pad_id=self.tokenizer.pad_token_id,
                       batch_size=int(self.budget["eval_batch_size"]), fold=-1)
-        continuous = out.pred.numpy().astype(float) * self.std + self.mean
-        on_grid = np.column_stack([c.predict(continuous[:, j]) for j, c in enumerate(self.calibrators)])
-        prompts_arr = np.asarray(prompts, dtype=object)
-        for prompt, grid in self.artifact.schema.prompt_grids.items():
-            rows = prompts_arr == prompt
-            on_grid[rows] = grid.snap(continuous[rows])
+        common = out.pred.numpy().astype(float) * self.std + self.mean
+        continuous, on_grid = own_scales(common, tuple(self.calibrators), np.asarray(prompts, dtype=object),
+                                         self.artifact.schema)
         return None, continuous, on_grid

@@ -126,15 +126,27 @@ def enable_gradient_checkpointing(encoder: nn.Module) -> str:
 
 
 @torch.no_grad()
-def fit_head(model: EssayRegressor, reps: np.ndarray, targets: np.ndarray) -> float:
+def fit_head(model: EssayRegressor, reps: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None
+             ) -> float | list[float]:
     """Linear-probe initialisation of the head (the LP of LP-FT): ridge regression of the standardised
-    targets on the frozen representations, penalty chosen by leave-one-out; returns the penalty."""
+    targets on the frozen representations, penalty chosen by leave-one-out; returns the penalty. With `mask`
+    (targets some prompts do not score), one ridge per target on the essays that have it; returns each penalty."""
     from sklearn.linear_model import RidgeCV
 
-    ridge = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit(np.asarray(reps, float), np.asarray(targets, float))
-    model.head.weight.copy_(torch.as_tensor(ridge.coef_, dtype=model.head.weight.dtype))
-    model.head.bias.copy_(torch.as_tensor(np.atleast_1d(ridge.intercept_), dtype=model.head.bias.dtype))
-    return float(ridge.alpha_)
+    reps, targets = np.asarray(reps, float), np.asarray(targets, float)
+    alphas = np.logspace(-3, 4, 15)
+    if mask is None:
+        ridge = RidgeCV(alphas=alphas).fit(reps, targets)
+        coef, intercept, penalty = ridge.coef_, np.atleast_1d(ridge.intercept_), float(ridge.alpha_)
+    else:
+        fits = [RidgeCV(alphas=alphas).fit(reps[mask[:, j] > 0], targets[mask[:, j] > 0, j])
+                for j in range(targets.shape[1])]
+        coef = np.stack([f.coef_ for f in fits])
+        intercept = np.array([float(f.intercept_) for f in fits])
+        penalty = [float(f.alpha_) for f in fits]
+    model.head.weight.copy_(torch.as_tensor(coef, dtype=model.head.weight.dtype))
+    model.head.bias.copy_(torch.as_tensor(intercept, dtype=model.head.bias.dtype))
+    return penalty
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

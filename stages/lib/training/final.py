@@ -20,7 +20,7 @@ import torch
 
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, make_calibrator
+from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, fit_calibrators
 from stages.lib.serving.artifact_files import (
     FORMAT,
     FORMAT_VERSION,
@@ -71,7 +71,7 @@ def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> Fin
     tokenizer = runtime.tokenizer
     essays = select_essays(essays_all, essays_all.iloc[:0], budget, seed)
     targets = list(schema.targets)
-    y_train, y_held = essays.train[targets].to_numpy(float), essays.held[targets].to_numpy(float)
+    y_train, y_held = schema.common_targets(essays.train), schema.common_targets(essays.held)
     mean, std = target_scale(y_train)
     train_set = encode(essays.train, tokenizer, budget, (y_train - mean) / std, essays.groups(essays.train))
     held_set = encode(essays.held, tokenizer, budget, groups=essays.groups(essays.held))
@@ -79,13 +79,12 @@ def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> Fin
         len(targets), lambda m: make_objective(arm, m.hidden_size, essays.prompts, cfg.objectives[arm]))
     infer = partial(predict, model, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
                     batch_size=budget.eval_batch_size, fold=FINAL_FOLD)
-    head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets) if budget.head_init == "ridge" \
-        else None
+    head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets, train_set.target_mask) \
+        if budget.head_init == "ridge" else None
     training = train(model, objective, train_set, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed,
                      fold=FINAL_FOLD)
     held_pred = infer(held_set).pred.numpy() * std + mean
-    calibrators = tuple(make_calibrator(budget.calibration, schema.grid).fit(held_pred[:, j], y_held[:, j])
-                        for j in range(len(targets)))
+    calibrators = fit_calibrators(budget.calibration, schema.grid, held_pred, y_held)
     log = {"n_essays": {"prepared": len(essays_all), "trained": len(essays.train), "holdout": len(essays.held),
                         "train_prompts": len(essays.prompts)},
            "head_init": {"kind": budget.head_init, "ridge_alpha": head_alpha},

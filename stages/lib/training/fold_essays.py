@@ -1,5 +1,6 @@
 """A fold's essays as a transformer run uses them: the trained-on rows, the held-out training slice and the
-validation essays, encoded into windows; target standardisation and grid calibration of the predictions."""
+validation essays, encoded into windows; target standardisation (on the common scale) and calibration of the
+predictions onto each prompt's grid."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.subsets import capped_sample, stratified_holdout
-from stages.lib.scoring.calibration import make_calibrator
+from stages.lib.scoring.calibration import fit_calibrators, own_scales
 from stages.lib.training.finetune_config import Budget
 from stages.lib.windows.chunking import coverage_report
 from stages.lib.windows.essay_batches import EssayWindows, encode_essays
@@ -47,23 +48,20 @@ def encode(frame: pd.DataFrame, tokenizer, budget: Budget, targets: np.ndarray |
 
 
 def target_scale(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-target mean and standard deviation of the trained essays (a constant target keeps scale 1)."""
-    std = y.std(0)
-    return y.mean(0), np.where(std > 0, std, 1.0)
+    """Per-target mean and standard deviation of the trained essays' common-scale scores, over the essays that
+    have each target (a constant target keeps scale 1)."""
+    if np.isnan(y).any():
+        mean, std = np.nanmean(y, 0), np.nanstd(y, 0)
+    else:
+        mean, std = y.mean(0), y.std(0)
+    return mean, np.where(std > 0, std, 1.0)
 
 
 def calibrate(kind: str, schema: DatasetSchema, fit_pred: np.ndarray, fit_true: np.ndarray,
-              pred: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-    """Map predictions to the grid, per target; cutpoints are fitted on the held-out training slice only.
-    Prompts with their own grid are snapped to it."""
-    on_grid = np.column_stack([
-        make_calibrator(kind, schema.grid).fit(fit_pred[:, j], fit_true[:, j]).predict(pred[:, j])
-        for j in range(pred.shape[1])
-    ])
-    for prompt, grid in schema.prompt_grids.items():
-        rows = prompts == prompt
-        on_grid[rows] = grid.snap(pred[rows])
-    return on_grid
+              pred: np.ndarray, prompts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Common-scale predictions (rows × targets) as continuous and on-grid scores on each essay's own scale;
+    the calibrators (per target, on the common scale) are fitted on the held-out training slice only."""
+    return own_scales(pred, fit_calibrators(kind, schema.grid, fit_pred, fit_true), prompts, schema)
 
 
 def coverage_and_tokens(sets: dict[str, tuple[pd.DataFrame, EssayWindows]], content_window: int,

@@ -11,13 +11,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.lib.training.distributed import gather_in_process_order, world
 from stages.lib.training.essay_model import EssayOutput
 from stages.lib.windows.essay_batches import balanced_weights
 
 
-def essay_losses(pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Per-essay MSE averaged over the targets (standardised scale)."""
-    return ((pred.float() - targets.float()) ** 2).mean(dim=1)
+def essay_losses(pred: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-essay MSE averaged over the targets (standardised scale); with `mask` (1 where the essay's prompt
+    scores the target, 0 where it does not), over the essay's scored targets only."""
+    if mask is None:
+        return ((pred.float() - targets.float()) ** 2).mean(dim=1)
+    mask = mask.float()
+    return (((pred.float() - targets.float()) ** 2) * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 class Objective(nn.Module):
@@ -37,7 +42,7 @@ class Objective(nn.Module):
         """Training progress in [0, 1], called before every micro-batch."""
 
     def loss(self, out: EssayOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return essay_losses(out.pred, batch["targets"]).mean()
+        return essay_losses(out.pred, batch["targets"], batch.get("target_mask")).mean()
 
     def diagnostics(self, held_out: EssayOutput, groups: np.ndarray) -> dict[str, Any]:
         """Objective-specific diagnostics on the held-out training slice (representations + group ids)."""
@@ -84,7 +89,7 @@ class AdversarialPrompt(Objective):
         self.lam = ganin_lambda(progress, self.lambda_max)
 
     def loss(self, out: EssayOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        regression = essay_losses(out.pred, batch["targets"]).mean()
+        regression = essay_losses(out.pred, batch["targets"], batch.get("target_mask")).mean()
         logits = self.classifier(grad_reverse(out.rep.float(), self.lam))
         adversary = nn.functional.cross_entropy(logits.float(), batch["groups"])
         return regression + adversary
@@ -119,18 +124,39 @@ class GroupDRO(Objective):
         return balanced_weights(groups)
 
     def loss(self, out: EssayOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        losses = essay_losses(out.pred, batch["targets"])
+        losses = essay_losses(out.pred, batch["targets"], batch.get("target_mask"))
         groups = batch["groups"]
         n = self.q.numel()
         sums = torch.zeros(n, device=losses.device, dtype=losses.dtype).index_add(0, groups, losses)
         counts = torch.zeros(n, device=losses.device, dtype=losses.dtype).index_add(0, groups, torch.ones_like(losses))
         present = (counts > 0).to(losses.dtype)
         group_loss = sums / counts.clamp(min=1.0)  # 0 for absent prompts
-        with torch.no_grad():
-            q = self.q * torch.exp(self.eta * (group_loss.detach() * present).double())  # absent: × exp(0)
-            self.q.copy_(q / q.sum())
-        weights = self.q.to(group_loss.dtype) * present
+        rank, size = world()
+        if size > 1:  # data-parallel: every process applies every process's batch (below)
+            q_mine = self._update_across_processes(sums.detach(), counts.detach(), rank)
+        else:
+            with torch.no_grad():
+                q = self.q * torch.exp(self.eta * (group_loss.detach() * present).double())  # absent: × exp(0)
+                self.q.copy_(q / q.sum())
+            q_mine = self.q
+        weights = q_mine.to(group_loss.dtype) * present
         return (weights * group_loss).sum() / weights.sum()
+
+    @torch.no_grad()
+    def _update_across_processes(self, sums: torch.Tensor, counts: torch.Tensor, rank: int) -> torch.Tensor:
+        """Gather every process's per-prompt loss sums and counts and apply their q updates in process order,
+        the order one process would meet these micro-batches in: every process then holds the same `q`, and
+        this process's batch is weighted with the q after its own update, exactly as in one process. Returns
+        that q."""
+        every = gather_in_process_order(torch.stack([sums, counts]))  # (processes, 2, groups)
+        q_mine = self.q
+        for k, (s, c) in enumerate(every):
+            present = (c > 0).to(s.dtype)
+            q = self.q * torch.exp(self.eta * (s / c.clamp(min=1.0) * present).double())
+            self.q.copy_(q / q.sum())
+            if k == rank:
+                q_mine = self.q.clone()
+        return q_mine
 
     def diagnostics(self, held_out: EssayOutput, groups: np.ndarray) -> dict[str, Any]:
         """The final group weights (uniform = 1 / n prompts) and the most up-weighted prompts."""

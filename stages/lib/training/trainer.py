@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.lib.training.distributed import ShardableBatches, global_micro_batch, interleave, per_process_accumulation
 from stages.lib.training.essay_model import EssayOutput, EssayRegressor
 from stages.lib.training.finetune_config import Budget
 from stages.lib.training.finite import DeferredFiniteChecks, check_finite
@@ -40,8 +41,14 @@ def make_accelerator(plan: PrecisionPlan, device_type: str, accumulation_steps: 
 
 
 def accelerator_for(plan: PrecisionPlan, device_type: str, budget: Budget):
-    """`make_accelerator` with the budget's gradient accumulation and asynchronous host-to-device copies."""
-    return make_accelerator(plan, device_type, budget.accumulation_steps, non_blocking=budget.speed.pin_memory)
+    """`make_accelerator` with the budget's gradient accumulation and asynchronous host-to-device copies; with N
+    processes (`accelerate launch`, `torchrun`) each accumulates 1/N of the micro-batches of an optimizer step,
+    so the effective batch stays `budget.effective_batch`."""
+    accelerator = make_accelerator(plan, device_type, budget.accumulation_steps, non_blocking=budget.speed.pin_memory)
+    if accelerator.num_processes > 1:
+        accelerator.gradient_accumulation_steps = per_process_accumulation(budget.accumulation_steps,
+                                                                           accelerator.num_processes)
+    return accelerator
 
 
 class TrainingStep(nn.Module):
@@ -89,7 +96,10 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
     seconds).
 
     Raises `NonFiniteError` naming the first non-finite loss or gradient norm; the host reads those values
-    every `budget.speed.finite_check_every` micro-batches, so the loop never waits on the device in between."""
+    every `budget.speed.finite_check_every` micro-batches, so the loop never waits on the device in between.
+
+    With N processes, process k runs global micro-batches k, k + N, …: the adversarial schedule follows the
+    global micro-batch, and the log (losses in global order, loss checks) covers every process's batches."""
     from transformers import get_linear_schedule_with_warmup
 
     start = time.perf_counter()
@@ -98,9 +108,13 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
     step_module = TrainingStep(model, objective)
     optimizer = _optimizer(model, objective, budget, accelerator.device.type)
     cuda = accelerator.device.type == "cuda"
-    loader = _loader(data, sampler, pad_id, budget.speed.loader_workers, budget.speed.pin_memory and cuda)
+    rank, n = accelerator.process_index, accelerator.num_processes
+    loader = _loader(data, sampler if n == 1 else ShardableBatches(sampler), pad_id, budget.speed.loader_workers,
+                     budget.speed.pin_memory and cuda)
     updates = budget.epochs * math.ceil(len(sampler) / budget.accumulation_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(budget.warmup_ratio * updates), updates)
+    # accelerate steps a prepared scheduler once per process at each optimizer step: n × the steps keeps the
+    # learning rate of every optimizer step exactly the one-process value
+    scheduler = get_linear_schedule_with_warmup(optimizer, n * math.ceil(budget.warmup_ratio * updates), n * updates)
     step_module, optimizer, loader, scheduler = accelerator.prepare(step_module, optimizer, loader, scheduler)
     trainable = [p for p in step_module.parameters() if p.requires_grad]
     total = budget.epochs * len(loader)
@@ -109,8 +123,8 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
     step_module.train()
     for _ in range(budget.epochs):
         for batch in loader:
-            step = len(losses)
-            objective.set_progress(step / max(total - 1, 1))
+            step = global_micro_batch(len(losses), rank, n)
+            objective.set_progress(step / max(total * n - 1, 1))
             with accelerator.accumulate(step_module):
                 loss, _out = step_module(batch)
                 checks.add("training loss", loss, step)
@@ -125,11 +139,20 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
             losses.append(loss.detach())
             checks.micro_batch_done()
     checks.flush()
+    step_loss = torch.stack(losses).float() if losses else torch.zeros(0)
+    spread = {}
+    if n > 1:  # every process's losses in global order; the same final schedule value on every process
+        step_loss = interleave(accelerator.gather(step_loss).reshape(n, -1))
+        count = accelerator.reduce(torch.tensor(checks.checked.get("training loss", 0), device=accelerator.device))
+        checks.checked["training loss"] = int(count)
+        objective.set_progress((total * n - 1) / max(total * n - 1, 1))
+        spread = {"num_processes": n, "accumulation_per_process": accelerator.gradient_accumulation_steps}
     return {
-        "step_loss": torch.stack(losses).float().cpu().tolist() if losses else [],
-        "micro_batches": len(losses),
+        "step_loss": step_loss.cpu().tolist(),
+        "micro_batches": len(step_loss),
         "optimizer_steps": updates,
         "accumulation_steps": budget.accumulation_steps,
+        **spread,
         "activation_dtype": accelerator.unwrap_model(step_module).model.activation_dtype,
         "grad_scaler": accelerator.scaler is not None,
         "finite_checks": dict(checks.checked),
@@ -143,7 +166,8 @@ def predict(model: EssayRegressor, data: EssayWindows, accelerator, *, pad_id: i
     """Predictions and representations for every essay, in the data's order (on the CPU).
 
     Raises `NonFiniteError` at the first non-finite prediction; `checked["prediction"]` (when given) counts the
-    essays whose predictions this process checked."""
+    predictions checked, over every process (with several processes, an essay that pads the last round counts
+    again)."""
     model.to(accelerator.device).eval()
     n = len(data)
     pred = torch.zeros((n, model.head.out_features))
@@ -157,11 +181,11 @@ def predict(model: EssayRegressor, data: EssayWindows, accelerator, *, pad_id: i
         with accelerator.autocast():
             out = run_model(model, batch)
         check_finite("prediction", out.pred, fold=fold)
-        if checked is not None:
-            checked["prediction"] = checked.get("prediction", 0) + int(out.pred.shape[0])
         index, p, r = (accelerator.pad_across_processes(t, pad_index=-1) for t in (batch["index"], out.pred, out.rep))
         index, p, r = accelerator.gather((index, p.float(), r.float()))
         keep = index >= 0
+        if checked is not None:  # every process checked its own batch: count them all
+            checked["prediction"] = checked.get("prediction", 0) + int(keep.sum())
         pred[index[keep].cpu()] = p[keep].cpu()
         rep[index[keep].cpu()] = r[keep].cpu()
         covered[index[keep].cpu()] = True

@@ -22,6 +22,7 @@ class EssayWindows(torch.utils.data.Dataset):
     starts: np.ndarray  # essay i owns windows starts[i]:starts[i + 1]
     targets: np.ndarray  # (n essays, n targets) float32; zeros where unknown
     groups: np.ndarray  # (n essays,) int64; -1 where unknown
+    target_mask: np.ndarray | None = None  # (n essays, n targets) float32, 0 where a prompt lacks the target
 
     def __len__(self) -> int:
         return len(self.starts) - 1
@@ -44,11 +45,17 @@ def encode_essays(texts: list[str], tokenizer, max_length: int, stride: int,
         windowed = WindowedEssays([], np.zeros(0, np.int64), np.zeros(0, np.int64))
     starts = np.concatenate([[0], np.cumsum(np.bincount(windowed.owner.astype(np.int64), minlength=len(texts)))])
     n = len(texts)
+    targets = np.zeros((n, 0), np.float32) if targets is None else np.asarray(targets, np.float32)
+    mask = None
+    if np.isnan(targets).any():  # targets some prompts do not score: masked out of the loss
+        mask = np.isfinite(targets).astype(np.float32)
+        targets = np.nan_to_num(targets, nan=0.0)
     return EssayWindows(
         windowed=windowed,
         starts=starts,
-        targets=np.zeros((n, 0), np.float32) if targets is None else np.asarray(targets, np.float32),
+        targets=targets,
         groups=np.full(n, -1, np.int64) if groups is None else np.asarray(groups, np.int64),
+        target_mask=mask,
     )
 
 
@@ -67,6 +74,8 @@ class EssayCollator:
             owner.extend([position] * (hi - lo))
         input_ids, attention_mask = pad_batch(windows, self.pad_id)
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        mask = self.data.target_mask
+        masked = {} if mask is None else {"target_mask": torch.from_numpy(mask[indices])}
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
@@ -74,6 +83,7 @@ class EssayCollator:
             "targets": torch.from_numpy(self.data.targets[indices]),
             "groups": torch.from_numpy(self.data.groups[indices]),
             "index": index,
+            **masked,
         }
 
 
