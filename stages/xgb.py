@@ -6,11 +6,12 @@ that seed's predictions table and training record."""
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import pandas as pd
 import xgboost
-from tqdm import tqdm
+from joblib import Parallel, delayed, parallel_config
 
 from stages.lib.core.atomic import write_json, write_parquet
 from stages.lib.core.config import arm_seeds, load_params
@@ -25,6 +26,7 @@ from stages.lib.scoring.predictions import fold_predictions
 from stages.lib.scoring.training_record import PREDICTION, FoldRecord, build_record
 
 ARM = "xgb"
+WORKERS_ENV = "AES_XGB_WORKERS"
 
 
 def checked_rows(name: str, *arrays: np.ndarray, source: object) -> int:
@@ -34,6 +36,14 @@ def checked_rows(name: str, *arrays: np.ndarray, source: object) -> int:
         if not np.isfinite(values).all():
             raise FloatingPointError(f"{source}: non-finite {name}")
     return len(arrays[0])
+
+
+def fold_workers(n_folds: int) -> int:
+    """Processes fitting folds side by side: one per available core (or `$AES_XGB_WORKERS`), at most one per fold.
+    Not a param: a fold's predictions do not depend on the process or thread count (tests/test_xgb_determinism.py),
+    so changing it must not invalidate DVC's cache."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(n_folds, int(os.environ.get(WORKERS_ENV, available))))
 
 
 def main() -> None:
@@ -48,18 +58,23 @@ def main() -> None:
         raise InputError(f"--seed {seed} is not in params seeds.xgb {arm_seeds(params, ARM)}")
     folds = scheme_folds(args.scheme)
     features = load_features()
+    splits = {fold: read_fold(args.scheme, fold) for fold in folds}
+    sources = {fold: fold_file(args.scheme, fold, "train").parent for fold in folds}
+    workers = fold_workers(len(folds))
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        results = Parallel(n_jobs=workers)(
+            delayed(run_fold)(*splits[fold], features, args.scheme, cfg, seed, schema, sources[fold]) for fold in folds)
     frames, records = [], []
-    for fold in tqdm(folds, desc=f"xgb {args.scheme} seed {seed}", unit="fold"):
-        train, val = read_fold(args.scheme, fold)
-        source = fold_file(args.scheme, fold, "train").parent
-        continuous, on_grid, log = run_fold(train, val, features, args.scheme, cfg, seed, schema, source)
+    for fold, (continuous, on_grid, log) in zip(folds, results, strict=True):
+        val = splits[fold][1]
         scored = np.column_stack([schema.scored_mask(val["prompt"].to_numpy(), t) for t in schema.targets])
-        checked = checked_rows("XGBoost prediction", continuous, np.where(scored, on_grid, 0.0), source=source)
+        checked = checked_rows("XGBoost prediction", continuous, np.where(scored, on_grid, 0.0), source=sources[fold])
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
         records.append(FoldRecord(
             fold=fold, seconds=float(log["seconds"]), device="cpu", precision="fp32", steps=0,
             essays_scored=len(val), finite_checks={PREDICTION: checked}, settings=dict(cfg),
             details={k: v for k, v in log.items() if k != "seconds"}))
+        print(f"xgb {args.scheme} seed {seed} fold {fold}: {len(val)} essays, {log['seconds']} s")
     table = pd.concat(frames, ignore_index=True)
     write_parquet(predictions_path(ARM, args.scheme, seed), table)
     record = build_record(arm=ARM, scheme=args.scheme, budget="full", gate_valid=True, backbone="xgboost", seed=seed,

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
 from tests.conftest import REPO
+from tests.tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
 # Measured here: 0.0 (bit-identical) for every arm. The tolerance only leaves room for other BLAS builds;
 # with dropout the processes draw different masks and the runs differ by more (not compared).

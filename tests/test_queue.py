@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
 from tests.conftest import REPO
+from tests.tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
 pytestmark = pytest.mark.queue
 SEEDS = (7, 8)

@@ -1,5 +1,6 @@
 """The reference arm's model does not depend on how many threads BLAS or XGBoost use (the cause of the
-cross-machine drift: PCA's randomized float32 solver followed the BLAS kernel and thread count)."""
+cross-machine drift: PCA's randomized float32 solver followed the BLAS kernel and thread count), nor on the
+process it is fitted in (the xgb stage fits folds side by side)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def test_predictions_do_not_depend_on_thread_counts(data):
     one = predict(data, blas_threads=1, xgb_jobs=1)
     assert np.array_equal(one, predict(data, blas_threads=2, xgb_jobs=2))
     assert np.array_equal(one, predict(data, blas_threads=2, xgb_jobs=1))
+
+
+def test_predictions_do_not_depend_on_the_process_that_fits_them(data):
+    """The xgb stage fits folds in `fold_workers` loky processes (one thread each): same numbers as in-process."""
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        in_workers = Parallel(n_jobs=2)(delayed(predict)(data, 1, 1) for _ in range(2))
+    here = predict(data, blas_threads=2, xgb_jobs=1)
+    assert all(np.array_equal(here, other) for other in in_workers)

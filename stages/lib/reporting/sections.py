@@ -95,7 +95,7 @@ def score_scales(r: ReportInputs, prompts: list[str]) -> list[str]:
     for prompt in sorted(prompts):
         scored = [t for t in schema.targets if schema.scores(prompt, t)]
         own = {schema.grid_for(prompt, t).label() for t in scored if t != schema.primary}
-        traits = ", ".join(own - {schema.grid_for(prompt).label()}) or "same"
+        traits = ", ".join(sorted(own - {schema.grid_for(prompt).label()})) or "same"
         rows.append([Cell(prompt, "text"), Cell(schema.grid_for(prompt).label(), "text"), Cell(traits, "text"),
                      Cell(", ".join(t for t in scored if t != schema.primary) or "none", "text")])
     return [heading(3, "Score scales"), table(
