@@ -22,8 +22,9 @@ from tests.conftest import REPO
 TEXT = (REPO / "params.yaml").read_text(encoding="utf-8")
 SHA = "7e990c6392a9df9554d15bdd22f0b568d19095cd6676ad39cb1eaa69c977ed7a"
 # Keys the stages read with a default (`.get`): leaving them out is not a mistake.
-OPTIONAL = {"corpus.sha256", "corpus.archive_sha256", "corpus.archive_password", "corpus.url", "dataset.source_id",
-            "dataset.prompt_grids", "dataset.subgroups", "prepare.exclude_prompts", "gate.baseline"}
+OPTIONAL = {"corpus.sha256", "corpus.archive", "corpus.archive_sha256", "corpus.archive_password", "corpus.url",
+            "dataset.source_id", "dataset.prompt_grids", "dataset.subgroups", "prepare.exclude_prompts",
+            "gate.baseline"}
 
 
 def edited(old: str, new: str) -> str:
