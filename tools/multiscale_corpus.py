@@ -31,11 +31,15 @@ UNSCORED = {0: ("Cohesion", "Conventions"), 1: ("Cohesion",), 2: ("Syntax", "Phr
 WORD_WINDOW = (200, 1000)
 
 
+def inside_window(corpus: pd.DataFrame) -> pd.DataFrame:
+    """The essays whose word count lies inside the word window."""
+    words = corpus["full_text"].str.split().str.len()
+    return corpus[(words >= WORD_WINDOW[0]) & (words <= WORD_WINDOW[1])]
+
+
 def largest_prompts(corpus: pd.DataFrame, n: int = len(SCALES)) -> list[str]:
     """The `n` prompts with most essays inside the word window (ties by name), largest first."""
-    words = corpus["full_text"].str.split().str.len()
-    inside = corpus[(words >= WORD_WINDOW[0]) & (words <= WORD_WINDOW[1])]
-    counts = inside["prompt"].value_counts()
+    counts = inside_window(corpus)["prompt"].value_counts()
     return sorted(counts.index, key=lambda p: (-counts[p], p))[:n]
 
 
@@ -47,8 +51,7 @@ def rescale(scores: pd.Series, low: int, step: int) -> pd.Series:
 def build(corpus: pd.DataFrame, per_prompt: int | None = None) -> pd.DataFrame:
     """The re-scaled corpus: the largest prompts' essays (the first `per_prompt` of each inside the word window,
     or all), scores on each prompt's scale, unscored traits empty."""
-    words = corpus["full_text"].str.split().str.len()
-    inside = corpus[(words >= WORD_WINDOW[0]) & (words <= WORD_WINDOW[1])]
+    inside = inside_window(corpus)
     parts = []
     for rank, prompt in enumerate(largest_prompts(corpus)):
         rows = inside[inside["prompt"] == prompt]
