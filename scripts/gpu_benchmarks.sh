@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's measurements on one GPU (the lent device; no dvc needed): the benchmark command on the gpu
+# The speed measurements on one GPU (the lent device; no dvc needed): the benchmark command on the gpu
 # budget's real backbone and folds, for
 #   straightforward  full MPNet-base fine-tune, bf16, fixed micro-batches of 16, eager attention, plain AdamW,
 #                    a host read of the loss every micro-batch, collation in the loop (the issue's ~8% MFU loop)

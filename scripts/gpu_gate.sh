@@ -25,7 +25,7 @@ PYTHON=${PYTHON:-python3}
 JOBS=${JOBS:-3}
 SCHEMES=${SCHEMES:-prompt_holdout}
 BUDGET=${BUDGET:-gpu}  # another budget only to try the script out (tests run it on cpu)
-# SPEED=straightforward: the same gate with issue 6's straightforward loop (scripts/straightforward_loop.sh), to
+# SPEED=straightforward: the same gate with the straightforward loop (scripts/straightforward_loop.sh), to
 # check the speed settings leave QWK unchanged; SET: more KEY=VALUE budget overrides; ARMS: a subset of the arms.
 # Either makes the outputs differ from what the committed params produce: TAG names their tarball, and they
 # are compared (tools.equivalence), never `dvc commit`ted.

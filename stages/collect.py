@@ -43,7 +43,7 @@ def read_run(arm: str, scheme: str, fold: int, seed: int) -> tuple[pd.DataFrame,
 def fold_record(log: dict[str, Any], where: str) -> FoldRecord:
     """One fold's entry of the training record, from its training log."""
     if "finite_checks" not in log:
-        raise InputError(f"{where}: no finite_checks (written by an older finetune; rerun the fold)")
+        raise InputError(f"{where}: train log has no finite_checks; rerun the fold")
     training = log["training"]
     return FoldRecord(
         fold=int(log["fold"]), seconds=round(float(log["seconds"]["total"]), 1), device=str(log["device"]),

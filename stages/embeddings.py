@@ -1,5 +1,5 @@
 """Stage `embeddings`: frozen, mean-pooled transformer embeddings over sliding windows (no silent
-truncation), one vector per essay, cached as `data/features/embeddings.parquet`."""
+truncation), one vector per essay from the texts alone, cached as `data/features/embeddings.parquet`."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import torch
 
 from stages.lib.core.atomic import write_json, write_parquet
 from stages.lib.core.config import load_params
-from stages.lib.core.errors import InputError, run_stage
-from stages.lib.core.paths import EMBEDDING_METRICS, EMBEDDINGS, ESSAYS
+from stages.lib.core.errors import run_stage
+from stages.lib.core.paths import EMBEDDING_METRICS, EMBEDDINGS
 from stages.lib.core.runinfo import run_info
+from stages.lib.data.prepared import read_texts
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.encoders.embedding import DEFAULT_THREADS, embed_texts, embedding_columns
 
@@ -22,9 +23,7 @@ def main() -> None:
     cfg = params["embeddings"]
     torch.manual_seed(int(params["seed"]))
     torch.set_num_threads(int(cfg.get("threads", DEFAULT_THREADS)))
-    if not ESSAYS.is_file():
-        raise InputError(f"{ESSAYS}: prepared essays not found (run the prepare stage)")
-    essays = pd.read_parquet(ESSAYS, columns=["essay_id", "text"])
+    essays = read_texts()
     tokenizer, model = load_encoder(cfg["backbone"])
     start = time.perf_counter()
     vectors, coverage = embed_texts(

@@ -6,6 +6,7 @@ text, apply the word window and prompt exclusions, write `data/prepared/essays.p
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import re
 from pathlib import Path
@@ -14,12 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stages.lib.core.atomic import write_json, write_parquet
+from stages.lib.core.atomic import write_json
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.params import DUPLICATE_POLICIES
-from stages.lib.core.paths import DATA_METRICS, ESSAYS, RAW_CORPUS
+from stages.lib.core.paths import DATA_METRICS, RAW_CORPUS
 from stages.lib.core.runinfo import run_info
+from stages.lib.data.prepared import write_prepared
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.text import normalise_text, stable_id, word_count
 
@@ -112,8 +114,9 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path, records: 
     if empty_prompt.any():
         where = records.name(int(np.flatnonzero(empty_prompt)[0]))
         raise InputError(f"{source}: {where}: empty prompt in column {schema.prompt!r}")
-    scores = pd.DataFrame(index=frame.index)
     prompts = frame[schema.prompt].str.strip()
+    check_declared_prompts(schema, set(prompts), source)
+    scores = pd.DataFrame(index=frame.index)
     for col in schema.targets:
         cells = frame[col].str.strip()
         values = pd.to_numeric(cells, errors="coerce")
@@ -139,6 +142,17 @@ def validate(frame: pd.DataFrame, schema: DatasetSchema, source: Path, records: 
             )
         scores[col] = values.where(scored).astype(float)
     return scores
+
+
+def check_declared_prompts(schema: DatasetSchema, prompts: set[str], source: Path) -> None:
+    """Every prompt that `dataset.prompt_grids` or `dataset.prompt_targets` names must be one of the corpus's: a
+    misspelt name would otherwise leave that prompt's essays on the default scale or scoring every target."""
+    for key, declared in (("dataset.prompt_grids", schema.prompt_grids), ("dataset.prompt_targets",
+                                                                           schema.prompt_targets)):
+        for name in sorted(set(declared) - prompts):
+            close = difflib.get_close_matches(name, sorted(prompts), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; it has {len(prompts)} prompts"
+            raise InputError(f"{key} names prompt {name!r}, which {source} does not have{hint}")
 
 
 def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], source: Path,
@@ -270,7 +284,7 @@ def main() -> None:
     except InputError as exc:  # the user's own file, which the raw copy reproduces byte for byte
         raise InputError(f"{exc} (raw copy of {corpus_origin(params['corpus'])})") from exc
     report["run"] = run_info(params["seed"])
-    write_parquet(ESSAYS, essays)
+    write_prepared(essays)
     write_json(DATA_METRICS, report)
     print(f"prepared {report['rows_out']} of {report['rows_in']} essays over {report['n_prompts']} prompts; "
           f"dropped {report['dropped']}")

@@ -27,6 +27,20 @@ def restore_torch_globals():
 
 
 @pytest.fixture(scope="session")
+def e2e_pipeline(tmp_path_factory) -> Path:
+    """A scratch project after `dvc repro` of every stage on a corpus sample (`tests/e2e_project.py`), shared by
+    the end-to-end tests; what each stage process read and wrote is recorded in `<project>/../audit/`. Tests that
+    change it must put it back."""
+    from tests.e2e_project import CORPUS_CSV, build
+
+    if not CORPUS_CSV.is_file():
+        pytest.skip(f"the ELLIPSE corpus is not beside the repository ({CORPUS_CSV})")
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "audit").mkdir()
+    return build(root, root / "audit")
+
+
+@pytest.fixture(scope="session")
 def params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 

@@ -3,6 +3,7 @@ no partial output behind."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from stages import acquire, prepare
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
 from tests.conftest import REPO, synthetic_raw
+from tests.zipcrypto import write_zipcrypto
 
 
 @pytest.fixture
@@ -112,19 +114,22 @@ def test_acquire_reads_a_password_protected_zip(tmp_path):
     csv = tmp_path / "corpus.csv"
     synthetic_raw().to_csv(csv, index=False)
     archive = tmp_path / "corpus.zip"
-    # The standard library cannot write ZipCrypto archives; the `zip` tool can.
-    if shutil.which("zip") is None:
-        with zipfile.ZipFile(archive, "w") as zf:
-            zf.write(csv, "corpus.csv")
-        password = None
-    else:
-        subprocess.run(["zip", "-q", "-j", "-P", "secret", str(archive), str(csv)], check=True)
-        password = "secret"
+    write_zipcrypto(archive, "corpus.csv", csv.read_bytes(), "secret")
+    with zipfile.ZipFile(archive) as zf:  # really encrypted: the standard library refuses it without the password
+        assert zf.getinfo("corpus.csv").flag_bits & 0x1
+        with pytest.raises(RuntimeError, match="password required"):
+            zf.read("corpus.csv")
     corpus = {"source": str(archive), "file": "corpus.csv", "sha256": file_digest(csv),
-              "archive_sha256": file_digest(archive), "archive_password": password}
+              "archive_sha256": file_digest(archive), "archive_password": "secret"}
     out = tmp_path / "raw" / "corpus.csv"
-    acquire.acquire(corpus, out)
+    assert acquire.acquire(corpus, out) == f"{archive}!corpus.csv"
     assert out.read_bytes() == csv.read_bytes()
+    out.unlink()
+    for password in ("wrong", None):
+        with pytest.raises(InputError, match=rf"^{re.escape(str(archive))}: wrong password or corrupt archive "
+                                             r"\(cannot extract corpus.csv: RuntimeError: "):
+            acquire.acquire({**corpus, "archive_password": password}, out)
+        assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_acquire_names_a_missing_corpus(tmp_path):

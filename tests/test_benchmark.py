@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import replace
 
 import pytest
+import torch
 import yaml
 from tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
 
@@ -60,6 +62,64 @@ def test_peak_table(name, peak):
     assert value == peak and source
 
 
+# The tiny BERT of tests/tiny_backbone.py by hand: per layer Q, K, V, O 4·(32·32 + 32) = 4224, two LayerNorms
+# 2·64 = 128, intermediate 32·64 + 64 = 2112, output 64·32 + 32 = 2080: 8544; LoRA r = 4 on query and value adds
+# 2·(4·32 + 32·4) = 512 trainable weights. Two layers: N = 2·(8544 + 512) = 18 112, of which 1024 train.
+TINY_N, TINY_LORA, TINY_HEAD = 18_112, 1024, 32 * 7 + 7
+
+
+class Clock:
+    """The benchmark's clock, made exact: one second per training loss computed, a microsecond per reading."""
+
+    def __init__(self) -> None:
+        self.ticks = self.reads = 0
+
+    def perf_counter(self) -> float:
+        self.reads += 1
+        return self.ticks + 1e-6 * self.reads
+
+
+def _record_training_batches(monkeypatch) -> tuple[list[dict], Clock]:
+    """Every batch the training loop collates (the loader runs in-process), in the order it is fed, and the
+    clock the benchmark reads, which each training micro-batch's loss advances by one second."""
+    from stages.lib.training import trainer
+
+    fed, training, clock = [], [], Clock()
+
+    class Recording(trainer.EssayCollator):
+        def __call__(self, indices):
+            batch = super().__call__(indices)
+            if training:
+                fed.append(batch)
+            return batch
+
+    real_train, real_objective = benchmark.train, benchmark.make_objective
+
+    def make_objective(*args, **kwargs):
+        objective = real_objective(*args, **kwargs)
+        loss = objective.loss
+
+        def ticking(out, batch):
+            clock.ticks += 1
+            return loss(out, batch)
+
+        objective.loss = ticking
+        return objective
+
+    def train(*args, **kwargs):
+        training.append(True)
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            training.clear()
+
+    monkeypatch.setattr(trainer, "EssayCollator", Recording)
+    monkeypatch.setattr(benchmark, "train", train)
+    monkeypatch.setattr(benchmark, "make_objective", make_objective)
+    monkeypatch.setattr(benchmark, "time", clock)
+    return fed, clock
+
+
 def test_benchmark_two_steps_on_the_tiny_model(tmp_path, monkeypatch):
     backbone = make_tiny_backbone(tmp_path / "tiny_bert")
     monkeypatch.chdir(tmp_path)
@@ -67,28 +127,61 @@ def test_benchmark_two_steps_on_the_tiny_model(tmp_path, monkeypatch):
     write_project(tmp_path, invented_essays(96, 4, seed=3), n_folds=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(backbone, [0, 1])))
     out = tmp_path / "bench.json"
-    benchmark.main(["--budget", "cpu", "--arm", "groupdro", "--scheme", "prompt_holdout", "--fold", "0",
-                    "--max-steps", "2", "--out", str(out)])
+    fed, _ = _record_training_batches(monkeypatch)
+    argv = ["--budget", "cpu", "--arm", "groupdro", "--scheme", "prompt_holdout", "--fold", "0", "--max-steps", "2",
+            "--out", str(out)]
+    benchmark.main(argv)
     result = json.loads(out.read_text())
-    for key in ("command", "commit", "device", "device_name", "precision", "backbone", "parameters",
-                "flops_formula", "measured", "utilisation", "memory", "inference", "extrapolated"):
-        assert key in result, key
-    for key in ("training_tokens_per_s", "padded_tokens_per_s", "essays_per_s", "optimizer_steps_per_s",
-                "measured_wall_s"):
-        assert math.isfinite(result[key]) and result[key] > 0, key
-    measured = result["measured"]
-    assert measured["optimizer_steps"] == 2 and measured["micro_batches"] == 4  # accumulation 2
-    assert measured["essays"] == 16 and 0 < measured["real_tokens"] <= measured["padded_tokens"]
-    assert result["precision"]["used"] == "fp32" and result["device"] == "cpu"
-    assert result["utilisation"]["mfu"] is None and "CPU" in result["utilisation"]["peak_source"]
-    assert result["utilisation"]["model_flops_per_s"] > 0
-    assert "12 * L * h" in result["flops_formula"]["training"]
-    assert 0 < result["parameters"]["trainable"] < result["parameters"]["total"]
-    assert result["memory"]["peak_bytes"] > 0 and result["inference"]["measured"]
-    gate = result["extrapolated"]["gate"]
-    assert "EXTRAPOLATED" in result["extrapolated"]["label"]
-    assert gate["runs"] == 3 * 2 and gate["total_s"] > 0 and math.isfinite(gate["total_s"])
-    assert result["command"].startswith("python -m tools.benchmark --budget cpu")
+    assert result["command"] == shlex.join(["python", "-m", "tools.benchmark", *argv])
+    config, measured = result["config"], result["measured"]
+    accumulation = config["accumulation_steps"]
+    assert accumulation == config["effective_batch"] // config["batch_size"] == 2
+    # one warm-up step (the default) is fed but not measured
+    assert len(fed) == (1 + 2) * accumulation
+    timed = fed[accumulation:]
+    lengths = torch.cat([b["attention_mask"].sum(1) for b in timed])
+    assert measured["optimizer_steps"] == 2 and measured["micro_batches"] == len(timed) == 4
+    assert measured["essays"] == sum(len(b["index"]) for b in timed) == 2 * config["effective_batch"]
+    assert measured["windows"] == len(lengths)
+    assert measured["real_tokens"] == int(lengths.sum())
+    assert measured["padded_tokens"] == sum(b["attention_mask"].numel() for b in timed) > measured["real_tokens"]
+    # every rate is the counted total over the seconds recorded in the same file
+    seconds = result["measured_wall_s"]
+    assert measured["seconds"] == seconds
+    # the timer runs from the first timed micro-batch to the end of training, warm-up excluded
+    assert len(timed) <= seconds < len(timed) + 0.01
+    for rate, total in (("training_tokens_per_s", measured["real_tokens"]),
+                        ("padded_tokens_per_s", measured["padded_tokens"]), ("essays_per_s", measured["essays"]),
+                        ("optimizer_steps_per_s", measured["micro_batches"] / accumulation)):
+        assert result[rate] == pytest.approx(total / seconds), rate
+    assert measured["real_tokens_per_s"] == pytest.approx(result["training_tokens_per_s"])
+    # FLOPs: 6·N·T + 12·L·h·Σs² on the real tokens of the timed batches, N counted by hand above
+    parameters, utilisation = result["parameters"], result["utilisation"]
+    assert (parameters["matmul_params_N"], parameters["layers"], parameters["hidden"]) == (TINY_N, 2, 32)
+    assert parameters["trainable_matmul_params"] == TINY_LORA and parameters["backward_layers"] == 2
+    assert parameters["trainable"] == TINY_LORA + TINY_HEAD < parameters["total"]
+    model_flops = 6 * TINY_N * int(lengths.sum()) + 12 * 2 * 32 * int((lengths ** 2).sum())
+    assert utilisation["model_flops"] == model_flops
+    assert utilisation["model_flops_per_s"] == pytest.approx(model_flops / seconds)
+    padded_sq = sum(b["attention_mask"].shape[0] * b["attention_mask"].shape[1] ** 2 for b in timed)
+    executed = (2 * TINY_N + 2 * TINY_N + 2 * TINY_LORA) * measured["padded_tokens"] + 24 * 32 * padded_sq
+    assert utilisation["executed_flops_padded"] == executed  # forward, activation grads in 2 layers, LoRA grads
+    assert utilisation["mfu"] is None and utilisation["peak_flops_per_s"] is None  # no CPU peak, none declared
+    inference = result["inference"]
+    assert inference["measured"] and inference["real_tokens_per_s"] == pytest.approx(
+        inference["real_tokens"] / inference["seconds"])
+    assert result["memory"]["peak_bytes"] > 0 and result["precision"]["used"] == "fp32"
+    # the extrapolated gate adds up its own folds: arms × folds runs
+    extrapolated = result["extrapolated"]
+    gate, per_fold = extrapolated["gate"], extrapolated["per_fold_total_s"]
+    assert gate["runs"] == len(per_fold) == len(gate["arms"]) * len(gate["folds"]) == 3 * 2
+    assert gate["total_s"] == pytest.approx(sum(per_fold.values()))
+    assert gate["total_s"] == pytest.approx(gate["train_s"] + gate["inference_s"] + gate["overhead_s"])
+    assert gate["total_h"] == pytest.approx(gate["total_s"] / 3600) and math.isfinite(gate["total_s"])
+    this_fold = extrapolated["this_fold"]
+    assert this_fold["total_s"] == pytest.approx(per_fold["groupdro/prompt_holdout/fold_0"])
+    assert this_fold["optimizer_steps"] == config["epochs"] * math.ceil(
+        math.ceil(this_fold["train_essays"] / config["batch_size"]) / accumulation)
 
 
 def test_benchmark_declared_peak_and_full_finetune(tmp_path, monkeypatch):
@@ -102,4 +195,7 @@ def test_benchmark_declared_peak_and_full_finetune(tmp_path, monkeypatch):
                     "--full-finetune", "--peak-flops", "1e12", "--params", str(params), "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["full_finetune"] and result["parameters"]["trainable"] == result["parameters"]["total"]
-    assert 0 < result["utilisation"]["mfu"] < 1 and result["inference"]["assumed"]
+    utilisation = result["utilisation"]
+    assert utilisation["peak_flops_per_s"] == 1e12 and result["inference"]["assumed"]
+    assert utilisation["mfu"] == pytest.approx(utilisation["model_flops_per_s"] / 1e12)
+    assert utilisation["hfu_executed_padded"] == pytest.approx(utilisation["executed_flops_per_s_padded"] / 1e12)

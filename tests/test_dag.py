@@ -5,8 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
+from stages.lib.core.paths import (
+    ARM_TABLES,
+    ESSAYS,
+    PLOT_DATA,
+    arm_table_path,
+    metrics_path,
+    plot_data_path,
+    residual_report_path,
+    residuals_path,
+)
+from tests.dag_check import undeclared
+from tests.e2e_project import run
 from tools.stage_deps import ROOT, import_closure, imported_modules, missing_deps, rewrite, stage_modules
 
 STAGE_DIR = ROOT / "stages"
@@ -65,3 +79,87 @@ def test_paths_module_owns_the_paths():
             if any(f'"{r}' in code or f"'{r}" in code or f'f"{r}' in code for r in roots):
                 offenders.append(f"{Path(path).relative_to(ROOT)}:{number}")
     assert offenders == []
+
+
+DAG = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))
+
+
+def _paths(entries: list) -> list[str]:
+    return [next(iter(e)) if isinstance(e, dict) else e for e in entries]
+
+
+def test_evaluate_declares_every_output_the_paths_module_names():
+    body = DAG["stages"]["evaluate"]
+    arm, scheme = "${item.arm}", "${item.scheme}"
+    expected = {residuals_path(arm, scheme), residual_report_path(arm, scheme),
+                *(arm_table_path(arm, scheme, t) for t in ARM_TABLES)}
+    assert set(_paths(body["outs"])) == {p.as_posix() for p in expected}
+    assert set(_paths(body["plots"])) == {plot_data_path(arm, scheme, n).as_posix() for n in PLOT_DATA}
+    assert _paths(body["metrics"]) == [metrics_path(arm, scheme).as_posix()]
+    transformer = DAG["stages"]["evaluate_transformer"]
+    assert [transformer[k] for k in ("outs", "plots", "metrics")] == [body[k] for k in ("outs", "plots", "metrics")]
+
+
+def test_stages_are_listed_in_pipeline_order():
+    """A stage comes after every stage whose output it depends on, so dvc.yaml reads top to bottom."""
+    order = list(DAG["stages"])
+    produced: dict[str, str] = {}
+    for name in order:
+        body = DAG["stages"][name]
+        for out in _paths(body.get("outs", [])) + _paths(body.get("metrics", [])) + _paths(body.get("plots", [])):
+            produced[out] = name
+    for position, name in enumerate(order):
+        for dep in DAG["stages"][name].get("deps", []):
+            producers = {s for out, s in produced.items() if out == dep or out.startswith(dep.rstrip("/") + "/")
+                         or dep.startswith(out.rstrip("/") + "/")}
+            late = sorted(s for s in producers if order.index(s) > position)
+            assert not late, f"{name} depends on {dep}, written by {late} listed after it"
+
+
+@pytest.mark.e2e
+def test_stages_read_write_and_read_params_only_as_declared(e2e_pipeline):
+    problems = undeclared(e2e_pipeline, e2e_pipeline.parent / "audit")
+    assert problems == [], "\n".join(problems)
+
+
+def _stale(project: Path) -> set[str]:
+    return {line.rstrip(":") for line in run(["dvc", "status"], project).stdout.splitlines()
+            if line and not line.startswith((" ", "\t"))}
+
+
+def _edit_params(project: Path, edit) -> str:
+    path = project / "params.yaml"
+    before = path.read_text(encoding="utf-8")
+    params = yaml.safe_load(before)
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return before
+
+
+@pytest.mark.e2e
+def test_a_prompt_grid_change_marks_folds_and_what_follows_changed(e2e_pipeline):
+    prompt = pd.read_parquet(e2e_pipeline / ESSAYS)["prompt"].iloc[0]
+    before = _edit_params(e2e_pipeline, lambda p: p["dataset"].update(
+        prompt_grids={prompt: {"min": 0.0, "max": 10.0, "step": 1.0}}))
+    try:
+        stale = _stale(e2e_pipeline)
+    finally:
+        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
+    assert {"prepare", "folds"} <= stale and "acquire" not in stale
+
+
+@pytest.mark.e2e
+def test_a_score_column_change_reruns_neither_features_nor_embeddings(e2e_pipeline):
+    """Dropping a trait changes the prepared table, not the texts: the label-free stages stay cached."""
+    params = yaml.safe_load((e2e_pipeline / "params.yaml").read_text(encoding="utf-8"))
+    dropped = params["dataset"]["targets"][-1]
+    before = _edit_params(e2e_pipeline, lambda p: p["dataset"]["targets"].remove(dropped))
+    try:
+        run(["dvc", "repro", "prepare"], e2e_pipeline)
+        assert dropped not in pd.read_parquet(e2e_pipeline / ESSAYS).columns
+        stale = _stale(e2e_pipeline)
+        assert "folds" in stale and not stale & {"features", "embeddings"}, stale
+    finally:
+        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
+        run(["dvc", "repro", "prepare"], e2e_pipeline)
+    assert "up to date" in run(["dvc", "status"], e2e_pipeline).stdout

@@ -1,4 +1,4 @@
-"""`tools.equivalence`: two runs' QWK, their differences and the fold-noise verdict."""
+"""`tools.equivalence`: two runs' QWK (checked against scikit-learn), their differences and the fold-noise verdict."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import gate_synth
 import numpy as np
 import pytest
+import sklearn_metrics as sk
 
 from stages.lib.core.errors import InputError
 from tools import equivalence
@@ -25,7 +26,7 @@ def test_identical_runs_are_equivalent(runs, schema, params):
     assert result["delta"]["mean"] == pytest.approx(0.0, abs=1e-12)
     assert result["delta"]["per_fold"] == pytest.approx([0.0] * 5, abs=1e-12)
     assert result["within_fold_noise"] and result["same_grid_score"] == 1.0
-    assert result["fold_noise"] == pytest.approx(result["reference"]["std"] / np.sqrt(5))
+    assert result["fold_noise"] == pytest.approx(np.std(sk.fold_qwk(table), ddof=1) / np.sqrt(5), abs=1e-12)
 
 
 def test_a_worse_run_is_outside_fold_noise(runs, schema, params):
@@ -35,6 +36,32 @@ def test_a_worse_run_is_outside_fold_noise(runs, schema, params):
     assert result["delta"]["mean"] < -result["fold_noise"] and not result["within_fold_noise"]
     assert all(d < 0 for d in result["delta"]["per_fold"])
     assert result["same_grid_score"] < 0.9
+
+
+# same essays and folds, other predictions: as good (within fold noise), a little better, far worse
+@pytest.mark.parametrize(("seed", "noise", "within"), [(3, 0.35, True), (7, 0.35, False), (1, 1.2, False)])
+def test_figures_equal_sklearn_and_the_verdict_follows_them(runs, schema, params, seed, noise, within):
+    table, frame = runs
+    other = gate_synth.predict(frame, seed=seed, noise=noise)
+    result = equivalence.compare_runs(table, other.sample(frac=1.0, random_state=1), schema, params["evaluate"])
+    cfg = params["evaluate"]
+    for side, run in (("reference", table), ("candidate", other)):
+        per_fold = sk.fold_qwk(run)
+        assert result[side]["per_fold"] == pytest.approx(per_fold, abs=1e-12), side
+        assert result[side]["mean"] == pytest.approx(np.mean(per_fold), abs=1e-12), side
+        assert result[side]["std"] == pytest.approx(np.std(per_fold, ddof=1), abs=1e-12), side
+        assert result[side]["worst_prompt"] == pytest.approx(
+            sk.worst_prompt_qwk(run, cfg["min_prompt_n"], cfg["bottom_k"]), abs=1e-12), side
+    ref_folds, cand_folds = np.array(sk.fold_qwk(table)), np.array(sk.fold_qwk(other))
+    delta, noise_se = cand_folds.mean() - ref_folds.mean(), np.std(ref_folds, ddof=1) / np.sqrt(5)
+    assert result["delta"]["mean"] == pytest.approx(delta, abs=1e-12)
+    assert result["delta"]["per_fold"] == pytest.approx((cand_folds - ref_folds).tolist(), abs=1e-12)
+    assert result["delta"]["worst_prompt"] == pytest.approx(result["candidate"]["worst_prompt"]
+                                                            - result["reference"]["worst_prompt"], abs=1e-12)
+    assert result["fold_noise"] == pytest.approx(noise_se, abs=1e-12)
+    assert result["within_fold_noise"] is bool(abs(delta) <= noise_se) is within
+    same = (table["grid_Overall"].to_numpy() == other.set_index("essay_id").loc[table["essay_id"], "grid_Overall"])
+    assert result["same_grid_score"] == pytest.approx(float(np.mean(same)), abs=1e-12) and result["same_grid_score"] < 1
 
 
 def test_different_essays_fail_naming_one(runs, schema, params):

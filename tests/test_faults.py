@@ -1,9 +1,10 @@
-"""Fault injection (issue 14): corrupt archives and wrong passwords, bytes that are not UTF-8, a header-only
+"""Fault injection: corrupt archives and wrong passwords, bytes that are not UTF-8, a header-only
 CSV, repeated texts with different scores and a kill during a write each end in one clear line or a clean
 state: no traceback, no partial output, no changed hash."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
@@ -337,19 +338,21 @@ def test_sigkill_debris_is_swept_by_the_next_stage_and_nothing_else(tmp_path):
     debris = temps(tmp_path)
     assert len(debris) == 2 and all(f".{proc.pid}-" in p.name and is_stale_temp(p) for p in debris)
     assert (tmp_path / "data/out/old.txt").read_text() == "the previous output"  # never half replaced
-    legacy = tmp_path / "reports/.summary.txt.abcd_123.tmp"  # named by the helpers before the pid was added
+    alive = tmp_path / f"metrics/.alive.json.{os.getpid()}-abcdefgh.tmp"  # its writer (this test) holds the lock
     keep = [tmp_path / "data/.notes.tmp", tmp_path / "data/notes.tmp", tmp_path / "plots/.x.1234-abc.tmp",
-            tmp_path / f"metrics/.alive.json.{os.getpid()}-abcdefgh.tmp",  # its writer (this test) still runs
-            tmp_path / f"elsewhere/.x.json.{proc.pid}-abcdefgh.tmp",  # outside the output roots
+            tmp_path / "reports/.summary.txt.abcd_123.tmp",  # no pid: not an atomic writer's name
+            alive, tmp_path / f"elsewhere/.x.json.{proc.pid}-abcdefgh.tmp",  # outside the output roots
             tmp_path / "docs/decisions/0001.md"]
-    for path in [legacy, *keep]:
+    for path in keep:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
-    result = subprocess.run([sys.executable, "writer.py"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    with alive.open("rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = subprocess.run([sys.executable, "writer.py"], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert all(not p.exists() for p in [*debris, legacy])
+    assert all(not p.exists() for p in debris)
     assert all(p.exists() for p in keep)
-    assert result.stdout.count("left by a killed write") == 3
+    assert result.stdout.count("left by a killed write") == 2
     assert (tmp_path / "data/out/old.txt").read_text() == "the previous output"
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+import runpy
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from stages import features as stage
 from stages.lib.core.errors import InputError
+from stages.lib.core.paths import FEATURE_METRICS, HANDCRAFTED, TEXTS
+from stages.lib.data.prepared import read_texts
 from stages.lib.features.linguistic import FEATURES, handcrafted_features, load_nlp
 from stages.lib.features.mechanics import Parsed, is_capitalisation_error, load_speller
 
@@ -124,31 +126,36 @@ def test_every_feature_name_carries_a_unit_and_a_description():
 
 
 def test_missing_input_file_names_the_file(tmp_path):
-    path = tmp_path / "essays.parquet"
-    with pytest.raises(InputError, match=re.escape(str(path))):
-        stage.read_essays(path)
+    path = tmp_path / "texts.parquet"
+    with pytest.raises(InputError, match=re.escape(str(path)) + ".*not found"):
+        read_texts(path)
 
 
-@pytest.mark.parametrize("columns", [{"essay_id": ["a"]}, {"text": ["Some words."]}, {"essay_id": [], "text": []}])
-def test_missing_column_or_empty_table_names_the_file(tmp_path, columns):
-    path = tmp_path / "essays.parquet"
+@pytest.mark.parametrize(("columns", "problem"), [
+    ({"essay_id": ["a"]}, r"missing required column\(s\) \['text'\]"),
+    ({"text": ["Some words."]}, r"missing required column\(s\) \['essay_id'\]"),
+    ({"essay_id": [], "text": []}, "no essays"),
+    ({"essay_id": ["a", "b"], "text": ["Some words.", None]}, "row 1: column 'text' is not a string"),
+])
+def test_missing_column_empty_table_or_bad_text_names_the_file(tmp_path, columns, problem):
+    path = tmp_path / "texts.parquet"
     pd.DataFrame(columns).to_parquet(path)
-    with pytest.raises(InputError, match=re.escape(str(path))):
-        stage.read_essays(path)
+    with pytest.raises(InputError, match=re.escape(str(path)) + ": " + problem):
+        read_texts(path)
 
 
 def test_stage_writes_table_and_metrics(tmp_path, monkeypatch, params):
     params = {**params, "features": {**params["features"], "n_process": 1}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    essays = tmp_path / stage.ESSAYS
-    essays.parent.mkdir(parents=True)
-    pd.DataFrame({"essay_id": ["e1", "e2"], "text": ["I like cats. They are nice.", "we went home"],
-                  "Overall": [3.0, 2.0]}).to_parquet(essays)
+    texts = tmp_path / TEXTS
+    texts.parent.mkdir(parents=True)
+    pd.DataFrame({"essay_id": ["e1", "e2"], "text": ["I like cats. They are nice.", "we went home"]}).to_parquet(texts)
     monkeypatch.chdir(tmp_path)
-    stage.main()
-    table = pd.read_parquet(stage.HANDCRAFTED)
+    runpy.run_module("stages.features", run_name="__main__")
+    table = pd.read_parquet(HANDCRAFTED)
     assert table["essay_id"].tolist() == ["e1", "e2"]
-    assert list(table.columns[1:]) == list(FEATURES) and "Overall" not in table.columns
-    report = json.loads(stage.FEATURE_METRICS.read_text())
+    assert list(table.columns[1:]) == list(FEATURES)
+    assert table["sentences_count"].tolist() == [2, 1]
+    report = json.loads(FEATURE_METRICS.read_text())
     assert report["n_essays"] == 2 and report["n_features"] == len(FEATURES)
     assert set(report["dictionary"]) == set(FEATURES) and report["run"]["seed"] == params["seed"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,13 +26,18 @@ from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.scoring.predictions import read_predictions
 from stages.lib.scoring.training_record import parse_record
-from stages.lib.training.essay_model import CheckpointedLayer, build_essay_model, enable_gradient_checkpointing
+from stages.lib.training.essay_model import (
+    CheckpointedLayer,
+    EssayOutput,
+    build_essay_model,
+    enable_gradient_checkpointing,
+)
 from stages.lib.training.finetune_config import finetune_config
 from stages.lib.training.finite import NonFiniteError
-from stages.lib.training.objectives import make_objective
+from stages.lib.training.objectives import essay_losses, make_objective
 from stages.lib.training.precision import FP32
-from stages.lib.training.trainer import make_accelerator, predict, seed_everything, train
-from stages.lib.windows.essay_batches import encode_essays
+from stages.lib.training.trainer import make_accelerator, predict, run_model, seed_everything, train
+from stages.lib.windows.essay_batches import EssayCollator, EssayWindows, encode_essays
 from tests.conftest import REPO
 
 
@@ -43,11 +49,24 @@ def backbone(tmp_path_factory):
 pytestmark = pytest.mark.usefixtures("restore_torch_globals")
 
 
-def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: bool = True, **speed):
-    """Train the tiny model for a few steps on invented essays (budget speed settings overridden by `speed`);
-    return (log, predictions, head weights, diagnostics)."""
+class Fit(NamedTuple):
+    log: dict | None
+    out: EssayOutput
+    head: torch.Tensor
+    diagnostics: dict
+    model: torch.nn.Module
+    objective: torch.nn.Module
+    data: EssayWindows
+    targets: np.ndarray
+    pad_id: int
+
+
+def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: bool = True, trained: bool = True,
+         budget_overrides: dict | None = None, **speed) -> Fit:
+    """Train the tiny model for a few steps on invented essays (budget speed settings overridden by `speed`,
+    other budget fields by `budget_overrides`; `trained=False` skips training)."""
     cfg = finetune_config(tiny_params(backbone, [0]))
-    budget = replace(cfg.budget, speed=replace(cfg.budget.speed, **speed))
+    budget = replace(cfg.budget, speed=replace(cfg.budget.speed, **speed), **(budget_overrides or {}))
     seed_everything(seed, deterministic=True)
     tokenizer, encoder = load_encoder(str(backbone))
     essays = invented_essays(24, 3, seed=1)
@@ -61,22 +80,81 @@ def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: 
                               None if dropout else 0.0, compile_encoder=budget.speed.compile)
     objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives[arm])
     accelerator = make_accelerator(FP32, "cpu", budget.accumulation_steps)
-    log = train(model, objective, data, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed, fold=3)
-    out = predict(model, data, accelerator, pad_id=tokenizer.pad_token_id, batch_size=5, fold=3)
-    return log, out, model.head.weight.detach().clone(), objective.diagnostics(out, groups)
+    pad_id = tokenizer.pad_token_id
+    log = train(model, objective, data, budget, accelerator, pad_id=pad_id, seed=seed, fold=3) if trained else None
+    out = predict(model, data, accelerator, pad_id=pad_id, batch_size=5, fold=3)
+    return Fit(log, out, model.head.weight.detach().clone(), objective.diagnostics(out, groups), model, objective,
+               data, y, pad_id)
+
+
+def _mse(fit: Fit) -> float:
+    return float(((fit.out.pred.numpy() - fit.targets) ** 2).mean())
+
+
+def _grads(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for g, p in zip(grads, params, strict=True)])
+
+
+def _check_gradient_reversal(fit: Fit) -> None:
+    """The adversary's loss reaches the encoder negated and scaled by λ, and its own classifier unreversed."""
+    model, objective = fit.model, fit.objective
+    model.eval()  # no dropout: one forward serves every loss below
+    batch = EssayCollator(fit.data, fit.pad_id)(list(range(8)))
+    out = run_model(model, batch)
+    encoder = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("head.")]
+    classifier = list(objective.classifier.parameters())
+    regression = essay_losses(out.pred, batch["targets"], batch.get("target_mask")).mean()
+    adversary = torch.nn.functional.cross_entropy(objective.classifier(out.rep.float()), batch["groups"])
+    total = objective.loss(out, batch)
+    torch.testing.assert_close(total, regression + adversary)
+    reaching_encoder = _grads(adversary, encoder)
+    assert objective.lam > 0.9 and reaching_encoder.norm() > 1e-4
+    torch.testing.assert_close(_grads(total, encoder), _grads(regression, encoder) - objective.lam * reaching_encoder)
+    torch.testing.assert_close(_grads(total, classifier), _grads(adversary, classifier))
+
+
+def _check_groupdro_update(objective) -> None:
+    """q_g ← q_g·exp(η·loss_g) renormalised, so the worst prompt gains weight; the loss is the q-weighted mean."""
+    q0 = objective.q.clone()
+    assert not torch.allclose(q0, torch.full_like(q0, 1 / 3))  # training has moved the weights
+    groups = torch.tensor([0, 0, 1, 1, 2, 2])
+    targets = torch.zeros(6, 2)
+    pred = targets + torch.tensor([0.2, 0.2, 1.0, 1.0, 0.5, 0.5])[:, None]
+    group_loss = torch.tensor([0.04, 1.0, 0.25], dtype=torch.float64)  # prompt B is the worst
+    loss = objective.loss(EssayOutput(pred, torch.zeros(6, 4)), {"targets": targets, "groups": groups})
+    q1 = q0 * torch.exp(objective.eta * group_loss)
+    q1 /= q1.sum()
+    torch.testing.assert_close(objective.q, q1)
+    assert int(torch.argmax(objective.q / q0)) == 1 and objective.q[1] > q0[1]
+    torch.testing.assert_close(loss, (q1 * group_loss).sum().float())
 
 
 @pytest.mark.parametrize("arm", ["lora", "adversarial", "groupdro"])
 def test_each_objective_trains_and_predicts_finite(backbone, arm):
-    log, out, _, diagnostics = _fit(backbone, arm)
+    fit = _fit(backbone, arm)
+    log, out, diagnostics = fit.log, fit.out, fit.diagnostics
     assert log["micro_batches"] == 12 and log["optimizer_steps"] == 6  # 24 essays / 4 × 2 epochs, accumulation 2
     assert np.isfinite(log["step_loss"]).all()
     assert torch.isfinite(out.pred).all() and out.pred.shape == (24, len(TARGETS))
     assert log["activation_dtype"] == "float32"
+    if arm == "lora":  # ERM: the mean regression loss, which training lowers
+        batch = EssayCollator(fit.data, fit.pad_id)(list(range(8)))
+        fit.model.eval()
+        with torch.no_grad():
+            pred = run_model(fit.model, batch).pred
+            loss = fit.objective.loss(EssayOutput(pred, None), batch)
+        torch.testing.assert_close(loss, ((pred - batch["targets"].float()) ** 2).mean())
+        longer = {"lr": 1e-2, "head_lr": 1e-2, "epochs": 4}
+        after, before = _mse(_fit(backbone, arm, budget_overrides=longer)), _mse(_fit(backbone, arm, trained=False))
+        assert after < 0.95 * before, (after, before)
     if arm == "adversarial":
         assert 0.0 <= diagnostics["adversary_accuracy"] <= 1.0 and diagnostics["lambda_final"] > 0.9
+        _check_gradient_reversal(fit)
     if arm == "groupdro":
-        assert sum(diagnostics["group_weights"].values()) == pytest.approx(1.0)
+        weights = diagnostics["group_weights"]
+        assert sum(weights.values()) == pytest.approx(1.0) and list(weights.values()) == fit.objective.q.tolist()
+        _check_groupdro_update(fit.objective)
 
 
 def test_cpu_training_is_bit_reproducible(backbone):

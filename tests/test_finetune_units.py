@@ -4,6 +4,7 @@ window coverage, precision policy, subsets, batching and the params section."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 
 import numpy as np
@@ -139,17 +140,34 @@ def test_length_bucketed_batches_cover_each_essay_once_and_balance_groups():
     assert sorted(order) == list(range(37)) and (np.diff(lengths[order]) <= 0).all()  # longest first, each once
 
 
-def test_committed_params_parse_for_both_budgets(params):
-    cfg = finetune_config(params)
-    assert cfg.budget.accumulation_steps * cfg.budget.batch_size == cfg.budget.effective_batch
-    gpu = copy.deepcopy(params)
-    gpu["finetune"]["budget"] = "gpu"
-    budget = finetune_config(gpu).budget
-    assert budget.gate_valid and budget.backbone == "split-zip:all-mpnet-base-v2" and budget.effective_batch == 32
-    broken = copy.deepcopy(params)
-    broken["finetune"]["budgets"]["cpu"]["learning_rate"] = 1.0
+def _as_params(value):
+    """A parsed config value as params.yaml spells it (tuples as lists, dataclasses as mappings)."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: _as_params(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return [_as_params(v) for v in value] if isinstance(value, tuple) else value
+
+
+def test_every_budget_profile_parses_to_the_values_it_gives(params):
+    for name, profile in params["finetune"]["budgets"].items():
+        selected = copy.deepcopy(params)
+        selected["finetune"]["budget"] = name
+        cfg = finetune_config(selected)
+        parsed = _as_params(cfg.budget)
+        assert parsed.pop("name") == name and parsed == profile, name
+        assert cfg.budget.accumulation_steps * cfg.budget.batch_size == profile["effective_batch"]
+        assert [list(cfg.arms), list(cfg.schemes), list(cfg.folds)] == [params["finetune"][k] for k in
+                                                                         ("arms", "schemes", "folds")]
+
+
+def test_a_budget_built_here_sets_accumulation_and_unknown_keys_fail(params):
+    built = copy.deepcopy(params)
+    profile = built["finetune"]["budgets"][built["finetune"]["budget"]]
+    profile.update(batch_size=3, effective_batch=12, lr=0.125, backbone="somewhere/else")
+    budget = finetune_config(built).budget
+    assert (budget.accumulation_steps, budget.lr, budget.backbone) == (4, 0.125, "somewhere/else")
+    profile["learning_rate"] = 1.0
     with pytest.raises(InputError, match="unknown key"):
-        finetune_config(broken)
+        finetune_config(built)
 
 
 def test_unscored_targets_are_masked_out_of_the_loss_and_the_head_init(tmp_path):

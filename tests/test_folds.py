@@ -6,9 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.folds import check_prompts, check_selected_folds, make_splits
 from stages.lib.core.errors import InputError
-from stages.lib.data.splitting import BalancedGroupKFold, score_bands
+from stages.lib.data.splitting import (
+    BalancedGroupKFold,
+    check_prompts,
+    check_selected_folds,
+    check_targets_span_prompts,
+    make_splits,
+    score_bands,
+)
 
 
 def essays_table(n_prompts: int = 23, seed: int = 0) -> pd.DataFrame:
@@ -68,6 +74,26 @@ def test_too_few_prompts_and_tiny_prompts_are_named():
         check_prompts(essays, 2, 2, "essays.parquet")
 
 
+def test_leave_one_prompt_out_needs_two_prompts_whatever_n_splits(schema):
+    essays = essays_table(n_prompts=4)
+    check_prompts(essays, 5, 1, "essays.parquet", leave_one_prompt_out=True)  # 4 prompts, n_splits 5: fine
+    masks = make_splits(essays, "prompt_holdout", 5, 0, schema, leave_one_prompt_out=True)
+    assert [sorted(set(essays.loc[m, "prompt"])) for m in masks] == [["p0"], ["p1"], ["p2"], ["p3"]]
+    with pytest.raises(InputError, match=r"1 prompts .* cannot fill two leave-one-prompt-out prompt-holdout folds"):
+        check_prompts(essays[essays["prompt"] == "p0"], 5, 1, "essays.parquet", leave_one_prompt_out=True)
+
+
+def test_inner_folds_are_the_outer_mapping(schema):
+    """The reference's inner folds come from the same scheme mapping as the outer folds."""
+    from stages.lib.reference.model import inner_splits
+
+    essays = essays_table(seed=3)
+    for scheme in ("prompt_holdout", "stratified_text"):
+        inner = [np.sort(val) for _, val in inner_splits(essays, scheme, 4, 7, schema)]
+        outer = [np.flatnonzero(m) for m in make_splits(essays, scheme, 4, 7, schema)]
+        assert len(inner) == 4 and all(np.array_equal(a, b) for a, b in zip(inner, outer, strict=True))
+
+
 def test_leave_one_prompt_out_holds_out_each_prompt_once_in_sorted_order(schema):
     essays = essays_table(n_prompts=7, seed=4)
     masks = make_splits(essays, "prompt_holdout", 5, 0, schema, leave_one_prompt_out=True)
@@ -80,3 +106,13 @@ def test_leave_one_prompt_out_names_finetune_folds_beyond_the_prompts(params):
     with pytest.raises(InputError, match=r"fold\(s\) \[6, 7\] do not exist: folds.leave_one_prompt_out makes 6 folds"):
         check_selected_folds(selected, 6)
     check_selected_folds({**params, "finetune": {**params["finetune"], "folds": [0, 5]}}, 6)
+
+
+def test_a_target_scored_by_one_training_prompt_is_refused_before_training(schema):
+    essays = essays_table(n_prompts=4)
+    essays["Cohesion"] = np.where(essays["prompt"].isin(["p0", "p1"]), 3.0, np.nan)
+    masks = make_splits(essays, "prompt_holdout", 4, 0, schema, leave_one_prompt_out=True)
+    with pytest.raises(InputError, match=r"^essays\.parquet: prompt_holdout fold 0: target 'Cohesion' is scored by "
+                                         r"only prompt 'p1' among the training prompts"):
+        check_targets_span_prompts(essays, masks, ["Overall", "Cohesion"], "essays.parquet")
+    check_targets_span_prompts(essays, masks[2:], ["Overall", "Cohesion"], "essays.parquet")  # p0 and p1 train

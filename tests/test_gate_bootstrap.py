@@ -1,4 +1,4 @@
-"""The paired prompt-cluster bootstrap: point estimates equal evaluate's, intervals are seeded,
+"""The paired prompt-cluster bootstrap: point estimates equal scikit-learn's and evaluate's, intervals are seeded,
 resampling is by prompt, and it is fast."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn_metrics as sk
 from gate_synth import essays, predict
 
 from stages.lib.core.errors import InputError
@@ -14,7 +15,7 @@ from stages.lib.scoring import metrics as m
 from stages.lib.scoring.evaluation import summarise
 
 CFG = MetricConfig(min_prompt_n=30, bottom_k=5, low_tail=2.0, high_tail=4.0)
-METRICS = ["worst_prompt_qwk", "mean_qwk", "low_tail_adjacent", "high_tail_adjacent"]
+METRICS = ["mean_qwk", "worst_prompt_qwk", "low_tail_adjacent", "high_tail_adjacent"]
 
 
 def counts_for(frame, schema):
@@ -37,16 +38,24 @@ def test_qwk_from_confusion_matches_qwk_categories_and_batches():
 
 
 @pytest.mark.parametrize("scheme", ["prompt_holdout", "stratified_text"])
-def test_point_estimates_equal_evaluate(schema, params, scheme):
-    frame = predict(essays(scheme, seed=3), seed=4)
-    summary = summarise(frame, schema, params["evaluate"])
-    counts = counts_for(frame, schema)
-    result = paired_bootstrap(counts, counts, METRICS, CFG, 200, 0.95, np.random.default_rng(0))
-    assert result["mean_qwk"].candidate == pytest.approx(summary["qwk"]["mean"], abs=1e-12)
-    assert result["worst_prompt_qwk"].candidate == pytest.approx(summary["worst_prompt_qwk"], abs=1e-12)
-    assert result["low_tail_adjacent"].candidate == pytest.approx(summary["tails"]["low_adjacent"], abs=1e-12)
-    assert result["high_tail_adjacent"].candidate == pytest.approx(summary["tails"]["high_adjacent"], abs=1e-12)
-    assert all(r.delta == 0 and r.ci_low == 0 and r.ci_high == 0 for r in result.values())  # an arm against itself
+def test_point_estimates_equal_sklearn_and_evaluate(schema, params, scheme):
+    base = essays(scheme, seed=3)
+    ref_frame, cand_frame = predict(base, seed=4), predict(base, seed=9, noise=0.5, bias=0.1)
+    expected = {arm: sk.gate_metrics(frame, CFG) for arm, frame in (("ref", ref_frame), ("cand", cand_frame))}
+    assert all(expected["cand"][k] != pytest.approx(expected["ref"][k], abs=1e-3) for k in METRICS)
+    result = paired_bootstrap(counts_for(cand_frame, schema), counts_for(ref_frame, schema), METRICS, CFG, 200, 0.95,
+                              np.random.default_rng(0))
+    for metric in METRICS:
+        r = result[metric]
+        assert r.candidate == pytest.approx(expected["cand"][metric], abs=1e-12), metric
+        assert r.reference == pytest.approx(expected["ref"][metric], abs=1e-12), metric
+        assert r.delta == pytest.approx(expected["cand"][metric] - expected["ref"][metric], abs=1e-12), metric
+    summary = summarise(cand_frame, schema, params["evaluate"])  # evaluate reports the same figures
+    assert (summary["qwk"]["mean"], summary["worst_prompt_qwk"], summary["tails"]["low_adjacent"],
+            summary["tails"]["high_adjacent"]) == pytest.approx([expected["cand"][k] for k in METRICS], abs=1e-12)
+    counts = counts_for(ref_frame, schema)
+    itself = paired_bootstrap(counts, counts, METRICS, CFG, 200, 0.95, np.random.default_rng(0))
+    assert all(r.delta == 0 and r.ci_low == 0 and r.ci_high == 0 for r in itself.values())  # an arm against itself
 
 
 def test_interval_contains_estimate_and_is_reproducible(schema):
@@ -110,7 +119,7 @@ def test_pair_must_cover_the_same_essays(schema):
 
 def test_seed_level_resampling_widens_the_interval_by_the_training_noise(schema):
     """Two-level bootstrap: identical seeds change nothing; seeds that disagree widen the interval, and the
-    noise SD is the hand-computed SD of the per-seed point estimates."""
+    noise SD is the SD of the per-seed mean QWKs (computed with scikit-learn)."""
     base = essays(seed=5)
     ref = counts_for(predict(base, seed=6), schema)
     one = counts_for(predict(base, seed=7), schema)
@@ -124,8 +133,8 @@ def test_seed_level_resampling_widens_the_interval_by_the_training_noise(schema)
         assert single[metric].noise_sd is None and single[metric].candidate_seed_sd is None
     noisy_seeds = [counts_for(predict(base, seed=7, bias=b), schema) for b in (-0.3, 0.0, 0.3)]
     noisy = paired_bootstrap(noisy_seeds, [ref, ref], METRICS, CFG, 500, 0.95, np.random.default_rng(1))
-    points = [paired_bootstrap(s, ref, ["mean_qwk"], CFG, 100, 0.95, np.random.default_rng(0))["mean_qwk"].candidate
-              for s in noisy_seeds]
+    points = [sk.mean_qwk(predict(base, seed=7, bias=b)) for b in (-0.3, 0.0, 0.3)]  # each seed's mean QWK
+    assert np.std(points, ddof=1) > 0.005
     assert noisy["mean_qwk"].candidate == pytest.approx(np.mean(points), abs=1e-12)
     assert noisy["mean_qwk"].candidate_seed_sd == pytest.approx(np.std(points, ddof=1), abs=1e-12)
     assert noisy["mean_qwk"].noise_sd == pytest.approx(np.std(points, ddof=1), abs=1e-12)  # reference SD is 0

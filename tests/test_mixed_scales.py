@@ -1,5 +1,5 @@
 """Metrics on a corpus with per-prompt scales and a trait one prompt does not score, checked against values
-worked out by hand (issue 16), and the scale mapping and calibration they rest on."""
+worked out by hand, and the scale mapping and calibration they rest on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data-parallel training (issue 18) on the CPU: two gloo processes (`torch.distributed.run`, what `accelerate
+"""Data-parallel training on the CPU: two gloo processes (`torch.distributed.run`, what `accelerate
 launch` starts) with the same effective batch train the tiny model exactly like one process: every process
 holds the same GroupDRO q and adversarial λ, the logged losses are every process's in global order, and the
 finetune stage under two processes writes its run directory once, with one process's predictions."""

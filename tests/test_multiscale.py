@@ -1,6 +1,6 @@
-"""Issue 16 on a corpus made here: ELLIPSE's largest prompts, each re-expressed on its own integer scale (0–8 … 0–48)
-with some traits unscored (`tools.multiscale_corpus`), run end to end with `params/multiscale.yaml` (leave one prompt
-out), and the reference arm's scale invariance on the same features."""
+"""Any corpus by params, on a corpus made here: ELLIPSE's largest prompts, each re-expressed on its own integer
+scale (0–8 … 0–48) with some traits unscored (`tools.multiscale_corpus`), run end to end with
+`params/multiscale.yaml` (leave one prompt out), and the reference arm's scale invariance on the same features."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The params schema: every mistake in params.yaml fails at load, in one line naming the file actually read,
-the dotted key, the value and what was expected (issue 14)."""
+the dotted key, the value and what was expected."""
 
 from __future__ import annotations
 
@@ -120,30 +120,68 @@ def leaves(node, prefix=()):
         yield (*prefix, key)
 
 
-@pytest.mark.parametrize("path", sorted(leaves(yaml.safe_load(TEXT))), ids=".".join)
-def test_every_key_is_required_or_declared_optional_and_unknown_siblings_fail(path):
+LEAVES = sorted(leaves(yaml.safe_load(TEXT)))
+_PROFILE = ("expected a mapping with keys gate_valid, seeds, device, threads, backbone, max_length, stride, epochs, "
+            "max_train_essays, holdout_fraction")
+_SCHEME = "expected one of prompt_holdout, stratified_text"
+# Entries of mappings that take any name (a budget profile, a gate scheme, a criterion's metric): removing one is a
+# choice (None: accepted) unless something else names it; an unknown sibling is a bad entry of that mapping.
+NAMED_ENTRIES = {
+    "finetune.budgets.cpu": ("finetune.budget: got 'cpu', expected one of ['gpu'] (the keys of finetune.budgets)",
+                             f"finetune.budgets.cpu_typo: got 1, {_PROFILE}"),
+    "finetune.budgets.gpu": (None, f"finetune.budgets.gpu_typo: got 1, {_PROFILE}"),
+    "gate.criteria.prompt_holdout": (None, f"gate.criteria: key 'prompt_holdout_typo': {_SCHEME}"),
+    "gate.criteria.stratified_text": (None, f"gate.criteria: key 'stratified_text_typo': {_SCHEME}"),
+}
+CRITERIA = {".".join(p) for p in LEAVES if len(p) == 4 and p[:2] == ("gate", "criteria")}
+assert len(CRITERIA) == 5 and not CRITERIA & set(NAMED_ENTRIES)
+UNCHECKED_METRIC = pytest.mark.xfail(strict=True, reason="the schema takes any metric name under "
+                                                         "gate.criteria.<scheme> (GateConfig rejects it in decide)")
+
+
+def _edited_at(path: tuple, edit) -> dict:
     params = yaml.safe_load(TEXT)
+    target = params
+    for key in path[:-1]:
+        target = target[key]
+    edit(target, path[-1])
+    return params
+
+
+def _message(params: dict) -> str:
+    with pytest.raises(InputError) as info:
+        validate_params(params, "p.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=".".join)
+def test_every_key_is_required_or_declared_optional(path):
     dotted = ".".join(path)
-    if len(path) > 1 and (path[-2] in ("budgets", "criteria", "prompt_grids") or path[:2] == ("gate", "criteria")):
-        return  # an entry of a mapping that takes any name (its contents are checked below it)
-    removed = copy.deepcopy(params)
-    target = removed
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    if dotted in OPTIONAL:
-        validate_params(removed, "p.yaml")
+    removed = _edited_at(path, lambda node, key: node.pop(key))
+    expected = (NAMED_ENTRIES[dotted][0] if dotted in NAMED_ENTRIES
+                else None if dotted in OPTIONAL | CRITERIA else f"{dotted}: missing key (expected ")
+    if expected is None:
+        assert validate_params(copy.deepcopy(removed), "p.yaml") == removed
     else:
-        with pytest.raises(InputError, match=rf"^p\.yaml: {dotted}: missing key \(expected "):
-            validate_params(removed, "p.yaml")
-    extra = copy.deepcopy(params)
-    target = extra
-    for key in path[:-1]:
-        target = target[key]
-    target[f"{path[-1]}_typo"] = 1
-    unknown = rf"^p\.yaml: {dotted}_typo: unknown key \(value 1\); (did you mean|expected one of) "
-    with pytest.raises(InputError, match=unknown):
-        validate_params(extra, "p.yaml")
+        assert _message(removed).startswith(f"p.yaml: {expected}")
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=UNCHECKED_METRIC) if ".".join(p) in CRITERIA else p
+                                  for p in LEAVES], ids=".".join)
+def test_every_unknown_sibling_fails_naming_it(path):
+    dotted = ".".join(path)
+    extra = _edited_at(path, lambda node, key: node.__setitem__(f"{key}_typo", 1))
+    message = _message(extra)
+    if dotted in NAMED_ENTRIES:
+        assert message.startswith(f"p.yaml: {NAMED_ENTRIES[dotted][1]}")
+    elif dotted in CRITERIA:
+        assert message.startswith(f"p.yaml: {'.'.join(path[:3])}") and f"{path[-1]}_typo" in message
+        assert "expected one of " in message and "worst_prompt_qwk" in message
+    else:
+        assert re.match(rf"p\.yaml: {re.escape(dotted)}_typo: unknown key \(value 1\); (did you mean|expected one of) ",
+                        message), message
 
 
 def test_aes_params_file_is_the_one_named(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Parallel experiments (issue 18): a two-seed sweep queued with `dvc exp run --queue` and run by `dvc queue
+"""Parallel experiments: a two-seed sweep queued with `dvc exp run --queue` and run by `dvc queue
 start --jobs 2`, in a scratch DVC project whose stages are this repository's finetune and collect stages on the
 tiny backbone. Both queued experiments complete, and each writes byte-for-byte what the same experiment writes
 when run on its own (`dvc exp run`, one after the other)."""

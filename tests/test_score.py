@@ -17,9 +17,9 @@ from dvc_data.hashfile.build import build
 from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 
-from stages.folds import make_splits
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
+from stages.lib.data.splitting import make_splits
 from stages.lib.data.text import normalise_text, stable_id
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.encoders.embedding import embed_texts, embedding_columns

@@ -1,4 +1,4 @@
-"""Do two runs of the same arms score alike? (issue 6: the speed settings must leave QWK unchanged.)
+"""Do two runs of the same arms score alike? (The speed settings must leave QWK unchanged.)
 
 Not a DVC stage: it compares the predictions tables of two gate runs made on a lent GPU, typically the
 straightforward loop (`SPEED=straightforward scripts/gpu_gate.sh`, unpacked under REFERENCE_ROOT) against

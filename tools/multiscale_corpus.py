@@ -1,5 +1,5 @@
 """A multi-scale, partly scored corpus made from ELLIPSE, for testing that the pipeline handles corpora whose
-prompts use different score scales and score different traits (issue 16).
+prompts use different score scales and score different traits.
 
 The largest prompts' essays within the word window are kept. Each prompt's scores are re-expressed on its own
 integer scale by an affine, strictly increasing map of ELLIPSE's nine half-point categories (0–8, 1–9, 0–16,

@@ -29,9 +29,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Load the parameter file (default `params.yaml`, or `$AES_PARAMS`) and check it against the schema
-    (`stages.lib.core.params`); the first mistake fails in one line naming the file and the key."""
+    """Load the parameter file (default `params.yaml`, or `$AES_PARAMS` outside DVC) and check it against the
+    schema (`stages.lib.core.params`); the first mistake fails in one line naming the file and the key. Under
+    `dvc repro` (`$DVC_STAGE` set) `$AES_PARAMS` is refused: DVC hashes params.yaml, whatever a stage reads."""
     params_path = Path(path or os.environ.get(PARAMS_ENV, "params.yaml"))
+    if path is None and os.environ.get(PARAMS_ENV) and os.environ.get("DVC_STAGE"):
+        raise InputError(f"${PARAMS_ENV}={os.environ[PARAMS_ENV]} is set, but under `dvc repro` (stage "
+                         f"{os.environ['DVC_STAGE']}) DVC tracks params.yaml: unset ${PARAMS_ENV}, or copy the "
+                         "profile to params.yaml")
     if not params_path.is_file():
         raise InputError(f"{params_path}: parameter file not found")
     try:

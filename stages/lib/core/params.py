@@ -20,12 +20,16 @@ from pydantic_core import PydanticCustomError
 from stages.lib.core.errors import InputError
 
 ARMS = ("lora", "adversarial", "groupdro")
+REFERENCE_ARMS = ("xgb", *ARMS)  # arms whose predictions the gate can compare
+GATE_METRICS = ("mean_qwk", "worst_prompt_qwk", "low_tail_adjacent", "high_tail_adjacent")  # gate/bootstrap METRICS
 SCHEMES = ("prompt_holdout", "stratified_text")
 DUPLICATE_POLICIES = ("drop_both", "keep_first", "average")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SPECIAL_TOKENS = 2  # [CLS] … [SEP]: a window holds max_length - 2 content tokens
 
 Arm = Literal[ARMS]
+AnyArm = Literal[REFERENCE_ARMS]
+GateMetric = Literal[GATE_METRICS]
 Scheme = Literal[SCHEMES]
 PosInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -145,12 +149,12 @@ class Bootstrap(_Section):
 
 
 class Gate(_Section):
-    reference: Name
-    baseline: Name | None = None
-    candidates: Annotated[list[Name], Field(min_length=1)]
+    reference: AnyArm
+    baseline: AnyArm | None = None
+    candidates: Annotated[list[AnyArm], Field(min_length=1)]
     schemes: Annotated[list[Scheme], Field(min_length=1)]
     bootstrap: Bootstrap
-    criteria: Annotated[dict[Scheme, dict[Name, float]], Field(min_length=1)]
+    criteria: Annotated[dict[Scheme, dict[GateMetric, float]], Field(min_length=1)]
 
 
 class Report(_Section):

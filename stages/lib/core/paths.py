@@ -1,5 +1,6 @@
 """Every path the pipeline reads or writes, relative to the repository root, in one place. `dvc.yaml`
-declares the same paths; `tests/test_dag.py` checks that the two agree."""
+declares the same paths; `tests/test_dag.py` checks evaluate's outputs against this module and, on an audited
+end-to-end run, that every stage reads and writes only what `dvc.yaml` declares."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 # Data (DVC-cached, never committed: derived from the licensed corpus).
 RAW_CORPUS = Path("data/raw/corpus.csv")
 ESSAYS = Path("data/prepared/essays.parquet")
+TEXTS = Path("data/prepared/texts.parquet")  # the essays' ids and texts alone: the label-free stages' input
 FOLDS_DIR = Path("data/folds")
 HANDCRAFTED = Path("data/features/handcrafted.parquet")
 EMBEDDINGS = Path("data/features/embeddings.parquet")
@@ -114,9 +116,14 @@ def plot_dir(arm: str, scheme: str) -> Path:
     return ARM_PLOTS_DIR / run_name(arm, scheme)
 
 
+# `evaluate`'s plot data, one CSV each for `dvc plots`.
+PLOT_DATA = ("confusion", "per_prompt_qwk", "residual_vs_length")  # per-essay pairs; per-prompt QWK; residual by length
+
+
 def plot_data_path(arm: str, scheme: str, name: str) -> Path:
-    """One of `evaluate`'s plot-data files: `per_prompt_qwk`, `confusion` (per-essay pairs) or
-    `residual_vs_length`."""
+    """One of `evaluate`'s plot-data files (`PLOT_DATA`)."""
+    if name not in PLOT_DATA:
+        raise ValueError(f"unknown evaluate plot {name!r} (known: {', '.join(PLOT_DATA)})")
     return plot_dir(arm, scheme) / f"{name}.csv"
 
 
@@ -135,7 +142,7 @@ def run_dir(arm: str, scheme: str, fold: int, seed: int) -> Path:
     return seed_runs_dir(arm, scheme, seed) / f"fold_{fold}"
 
 
-# The final models (issue 17): each arm fitted on every prepared essay, one artifact directory per arm
+# The final models: each arm fitted on every prepared essay, one artifact directory per arm
 # (`train_final`), and the model card of the default model (`model_card`).
 MODELS_DIR = Path("data/models")
 MODEL_CARD = Path("reports/model_card.md")  # the committed copy

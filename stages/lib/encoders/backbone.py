@@ -120,6 +120,6 @@ def load_encoder(spec: str):
 
     path = resolve_backbone(spec)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    # Explicit float32: Transformers v5 otherwise loads the checkpoint's own dtype (see DESIGN.md).
+    # Explicit float32: Transformers v5 otherwise loads the checkpoint's own dtype (fp16/bf16 weights under fp32).
     model = AutoModel.from_pretrained(path, dtype=torch.float32)
     return tokenizer, model

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import spacy
-import textstat as textstat_module
+
+with warnings.catch_warnings():  # textstat 0.7.4 imports pkg_resources, which warns on every import
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import textstat as textstat_module
 from lexicalrichness import LexicalRichness
 from spacy.language import Language
 from spacy.matcher import PhraseMatcher

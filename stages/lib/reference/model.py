@@ -19,13 +19,12 @@ import pandas as pd
 import xgboost
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
-from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.data.splitting import BalancedGroupKFold, score_bands
+from stages.lib.data.splitting import scheme_splits
 from stages.lib.features.feature_store import feature_matrix
 from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, fit_calibrators, own_scales
 
@@ -119,11 +118,7 @@ def fit_predict(x_train, y_train, w_train, x_eval, cfg, seed, embedding_columns)
 
 def inner_splits(train: pd.DataFrame, scheme: str, n_splits: int, seed: int, schema: DatasetSchema):
     """Inner folds of the training fold, mirroring the outer scheme (prompts held out, or stratified)."""
-    if scheme == "prompt_holdout":
-        return BalancedGroupKFold(n_splits, random_state=seed).split(train, groups=train["prompt"].to_numpy())
-    primary = schema.to_common(train[schema.primary].to_numpy(float), train["prompt"].to_numpy(), schema.primary)
-    bands = score_bands(schema.grid.to_category(primary), n_splits)
-    return StratifiedKFold(n_splits, shuffle=True, random_state=seed).split(train, bands)
+    return scheme_splits(train, scheme, n_splits, seed, schema)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,19 @@ on-grid score (`<target>`) and continuous score (`<target>_continuous`), and fla
 `flag_details`, one `flag_<name>` 0/1 column each; rules in `stages.lib.serving.flags`). Essays are read,
 scored and written `--batch-size` at a time; the output (CSV, or parquet for a `.parquet` name) appears
 atomically, with `<out>.provenance.json` beside it. A file that cannot be used fails with one line naming the
-file and line (exit status 2) and writes nothing."""
+file and line (exit status 2) and writes nothing.
+
+Both files are written to locked temp siblings first; then the previous scores are set aside, the sidecar (which
+records the scores' sha256) is renamed in, then the scores: a kill leaves scores only beside the sidecar that
+describes them (at worst a sidecar with no scores), and the next run sweeps the dead run's temps from the `--out`
+folder."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,7 @@ import pyarrow
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from stages.lib.core.atomic import atomic_path, write_json
+from stages.lib.core.atomic import json_text, set_aside, sweep_stale_temps, temp_sibling
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import DECISION, MODELS_DIR
 from stages.lib.serving.flags import FLAGS
@@ -42,8 +49,9 @@ def provenance_path(out: Path) -> Path:
 
 
 class ScoresWriter:
-    """Batches appended to a temp sibling of `out` (CSV, or parquet for a .parquet name), renamed onto `out`
-    only when every batch is written."""
+    """Batches appended to a locked temp sibling of `out` (CSV, or parquet for a .parquet name); `finish` closes
+    it, `publish` puts the scores and their provenance sidecar in place (the order is in the module docstring).
+    Leaving the block removes whatever was not published."""
 
     def __init__(self, out: Path, columns: list[str], targets: tuple[str, ...]):
         self.out, self.columns, self.rows, self.scored = out, columns, 0, 0
@@ -56,10 +64,15 @@ class ScoresWriter:
         self.sha256: str | None = None
 
     def __enter__(self) -> ScoresWriter:
-        self._atomic = atomic_path(self.out)
-        self.tmp = self._atomic.__enter__()
-        self._writer = (pq.ParquetWriter(self.tmp, self.schema) if self.parquet
-                        else self.tmp.open("w", encoding="utf-8", newline=""))
+        if self.out.is_dir():
+            raise InputError(f"{self.out}: is a directory, not a scores file")
+        with contextlib.ExitStack() as temps:
+            self.tmp = temps.enter_context(temp_sibling(self.out))
+            self.sidecar_tmp = temps.enter_context(temp_sibling(provenance_path(self.out)))
+            self._writer = (pq.ParquetWriter(self.tmp, self.schema) if self.parquet
+                            else self.tmp.open("w", encoding="utf-8", newline=""))
+            self._open = True
+            self._temps = temps.pop_all()
         return self
 
     def write(self, table: pd.DataFrame) -> None:
@@ -72,15 +85,34 @@ class ScoresWriter:
         for name in FLAGS:
             self.flag_counts[name] += int(table[f"flag_{name}"].sum())
 
+    def finish(self) -> str:
+        """Close the scores temp; return (and keep as `sha256`) its sha256."""
+        self._close()
+        digest = hashlib.sha256()
+        with self.tmp.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        self.sha256 = digest.hexdigest()
+        return self.sha256
+
+    def publish(self, record: dict[str, Any]) -> None:
+        """Write `record` as the sidecar; set the previous scores aside, rename the sidecar in, then the scores."""
+        self.sidecar_tmp.write_text(json_text(record), encoding="utf-8")
+        with set_aside(self.out):
+            os.replace(self.sidecar_tmp, provenance_path(self.out))
+            os.replace(self.tmp, self.out)
+
+    def _close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
     def __exit__(self, kind, value, traceback) -> bool:
-        self._writer.close()
-        if kind is None:
-            digest = hashlib.sha256()
-            with self.tmp.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-            self.sha256 = digest.hexdigest()
-        return bool(self._atomic.__exit__(kind, value, traceback))
+        try:
+            self._close()
+        finally:
+            self._temps.close()
+        return False
 
 
 def score_file(input_path: Path, out: Path, *, model: str | None = None, text_column: str | None = None,
@@ -90,6 +122,7 @@ def score_file(input_path: Path, out: Path, *, model: str | None = None, text_co
     """Score `input_path` into `out` and its provenance sidecar; return the sidecar. `scorer` reuses an
     already loaded model (the benchmark's warm runs)."""
     input_path, out = Path(input_path), Path(out)
+    sweep_stale_temps([out.parent], recursive=False)  # temps a killed run left beside its output
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be at least 1")
     if out.resolve() == input_path.resolve():
@@ -102,17 +135,17 @@ def score_file(input_path: Path, out: Path, *, model: str | None = None, text_co
                                                prompt_column or schema.prompt), explicit)
     scorer = scorer or make_scorer(artifact)
     show = source.n_rows > batch_size if progress is None else progress
-    with ScoresWriter(out, scorer.columns, schema.targets) as writer, \
-            tqdm(total=source.n_rows, unit="essay", desc=f"scoring {input_path.name}", disable=not show) as bar:
-        for batch in iter_batches(source, batch_size):
-            writer.write(scorer.score_batch(batch))
-            bar.update(len(batch))
-    record = sidecar(scores=out, scores_sha256=writer.sha256, n_rows=writer.rows, n_scored=writer.scored,
-                     flag_counts=writer.flag_counts, input_file=source, artifact_path=artifact_path,
-                     manifest=artifact.manifest, selection=selection,
-                     options={"batch_size": batch_size, "output_format": "parquet" if writer.parquet else "csv",
-                              "feature_range_flags": bool(scorer.handcrafted)})
-    write_json(provenance_path(out), record)
+    with ScoresWriter(out, scorer.columns, schema.targets) as writer:
+        with tqdm(total=source.n_rows, unit="essay", desc=f"scoring {input_path.name}", disable=not show) as bar:
+            for batch in iter_batches(source, batch_size):
+                writer.write(scorer.score_batch(batch))
+                bar.update(len(batch))
+        record = sidecar(scores=out, scores_sha256=writer.finish(), n_rows=writer.rows, n_scored=writer.scored,
+                         flag_counts=writer.flag_counts, input_file=source, artifact_path=artifact_path,
+                         manifest=artifact.manifest, selection=selection,
+                         options={"batch_size": batch_size, "output_format": "parquet" if writer.parquet else "csv",
+                                  "feature_range_flags": bool(scorer.handcrafted)})
+        writer.publish(record)
     return record
 
 

@@ -4,7 +4,7 @@ checked once (unknown or missing keys fail with the key's name)."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -86,7 +86,26 @@ class FinetuneConfig:
     arms: tuple[str, ...]
     schemes: tuple[str, ...]
     folds: tuple[int, ...]
-    objectives: dict[str, dict[str, float]]  # per arm: its own hyperparameters (lora has none)
+    objectives: Mapping[str, dict[str, float]]  # per arm: its own hyperparameters (lora has none)
+
+
+class ArmObjectives(Mapping):
+    """Each arm's objective hyperparameters (`finetune.objectives.<arm>`), read and checked when an arm's are asked
+    for, so that a run reads only its own arm's settings (the ones its DVC stage declares)."""
+
+    def __init__(self, objectives: dict[str, Any], src: str):
+        self._objectives, self._src = objectives, src
+
+    def __getitem__(self, arm: str) -> dict[str, float]:
+        if arm not in OBJECTIVE_KEYS:
+            raise KeyError(arm)
+        return _numbers(self._objectives, arm, OBJECTIVE_KEYS[arm], self._src)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(OBJECTIVE_KEYS)
+
+    def __len__(self) -> int:
+        return len(OBJECTIVE_KEYS)
 
 
 def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
@@ -120,8 +139,7 @@ def finetune_config(params: dict[str, Any]) -> FinetuneConfig:
         arms=arms,
         schemes=schemes,
         folds=tuple(int(k) for k in section(params, "finetune", "folds")),
-        objectives={arm: _numbers(section(params, "finetune", "objectives"), arm, names, src)
-                    for arm, names in OBJECTIVE_KEYS.items()},
+        objectives=ArmObjectives(section(params, "finetune", "objectives"), src),
     )
 
 

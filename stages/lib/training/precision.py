@@ -1,5 +1,5 @@
 """Precision policy, explicit and pure: bf16 autocast where the device supports it, fp32 on CPU,
-fp16 only with a gradient scaler. Weights always stay float32 (see DESIGN.md)."""
+fp16 only with a gradient scaler. Weights always stay float32."""
 
 from __future__ import annotations
 

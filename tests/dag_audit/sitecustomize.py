@@ -1,0 +1,149 @@
+"""Records what a pipeline stage process reads and writes, for `tests/test_dag.py`'s check of `dvc.yaml`.
+
+Active only when `$AES_DAG_AUDIT` names a folder and the process is a stage (`python -m stages.<name> …`): the
+params it reads (dotted leaf keys of what `load_params` returned), the files it opens or renames into place, and
+the parquet files pyarrow opens natively (which Python's audit events do not see). At exit one JSON line per process
+goes to `$AES_DAG_AUDIT/<pid>.json`. Put this folder first on `PYTHONPATH` to enable it; it changes nothing the
+stage computes."""
+
+from __future__ import annotations
+
+import atexit
+import importlib.abc
+import importlib.machinery
+import json
+import os
+import sys
+
+_AUDIT_DIR = os.environ.get("AES_DAG_AUDIT")
+_ARGV = list(getattr(sys, "orig_argv", []))
+_STAGE = _ARGV[_ARGV.index("-m") + 1] if "-m" in _ARGV[:-1] else ""
+_RECORD: dict[str, set[str]] = {"read": set(), "written": set(), "params": set()}
+
+
+class _Recording(dict):
+    """A params mapping that records the dotted key of every leaf value read from it."""
+
+    def __init__(self, data: dict, prefix: str = ""):
+        super().__init__({k: _wrap(v, f"{prefix}{k}.") for k, v in data.items()})
+        self._prefix = prefix
+
+    def _seen(self, key: object, value: object) -> object:
+        if not isinstance(value, _Recording):
+            _RECORD["params"].add(f"{self._prefix}{key}")
+        return value
+
+    def __getitem__(self, key):
+        return self._seen(key, super().__getitem__(key))
+
+    def get(self, key, default=None):
+        return self._seen(key, super().get(key, default)) if key in self else default
+
+    def _keys(self) -> list:
+        return list(dict.keys(self))
+
+    def __iter__(self):  # overridden, so that dict(…) and ** go through __getitem__
+        return iter(self._keys())
+
+    def items(self):
+        return [(k, self[k]) for k in self._keys()]
+
+    def values(self):
+        return [self[k] for k in self._keys()]
+
+    def __reduce__(self):  # to a worker process (loky, spawn) as a plain mapping
+        return dict, (dict(super().items()),)
+
+
+def _wrap(value: object, prefix: str) -> object:
+    return _Recording(value, prefix) if isinstance(value, dict) else value
+
+
+def _wanted() -> bool:
+    return bool(_AUDIT_DIR) and _STAGE.startswith("stages.") and _STAGE.count(".") == 1
+
+
+if _wanted():
+    _CWD = os.getcwd()
+
+    def _relative(path: object) -> str | None:
+        try:
+            text = os.fsdecode(path)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+        full = os.path.normpath(os.path.join(_CWD, text))
+        if not full.startswith(_CWD + os.sep):
+            return None
+        relative = os.path.relpath(full, _CWD)
+        parts = relative.split(os.sep)
+        if any(p.startswith(".") and p.endswith(".tmp") for p in parts):  # an atomic writer's temp sibling
+            return None
+        return relative if relative.startswith(_ROOTS) else None
+
+    def _hook(event: str, args: tuple) -> None:
+        if event == "open" and args and isinstance(args[0], str | bytes | os.PathLike):
+            path, mode, flags = args[0], args[1], args[2] if len(args) > 2 else 0
+            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR))
+            relative = _relative(path)
+            if relative is not None:
+                _RECORD["written" if writing else "read"].add(relative)
+        elif event == "os.rename" and len(args) >= 2:
+            relative = _relative(args[1])
+            if relative is not None:
+                _RECORD["written"].add(relative)
+
+    def _patch_config(module) -> None:
+        original = module.load_params
+
+        def load_params(*args, **kwargs):
+            return _Recording(original(*args, **kwargs))
+
+        module.load_params = load_params
+
+    def _patch_pyarrow(module) -> None:
+        def recorded(function):
+            def wrapper(source, *args, **kwargs):
+                relative = _relative(source) if isinstance(source, str | os.PathLike) else None
+                if relative is not None:
+                    _RECORD["read"].add(relative)
+                return function(source, *args, **kwargs)
+            return wrapper
+
+        for name in ("read_table", "read_metadata", "read_schema", "ParquetFile"):
+            setattr(module, name, recorded(getattr(module, name)))
+
+    _PATCHES = {"stages.lib.core.config": _patch_config, "pyarrow.parquet": _patch_pyarrow}
+
+    class _PatchAfterImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name not in _PATCHES:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is None or spec.loader is None:
+                return None
+            loader, patch = spec.loader, _PATCHES[name]
+
+            class _Loader(importlib.abc.Loader):
+                def create_module(self, spec):
+                    return loader.create_module(spec)
+
+                def exec_module(self, module):
+                    loader.exec_module(module)
+                    patch(module)
+
+            spec.loader = _Loader()
+            return spec
+
+    sys.meta_path.insert(0, _PatchAfterImport())
+    from stages.lib.core.paths import OUTPUT_ROOTS
+
+    _ROOTS = tuple(f"{root.as_posix()}/" for root in OUTPUT_ROOTS)
+    sys.addaudithook(_hook)
+
+    @atexit.register
+    def _dump() -> None:
+        entry = {"stage": os.environ.get("DVC_STAGE"), "argv": _ARGV[_ARGV.index("-m") + 1:],
+                 **{k: sorted(v) for k, v in _RECORD.items()}}
+        with open(os.path.join(_AUDIT_DIR, f"{os.getpid()}.json"), "w", encoding="utf-8") as fh:
+            json.dump(entry, fh)
