@@ -7,7 +7,6 @@ coverage, leakage versus chance)."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import numpy as np
@@ -16,9 +15,11 @@ import pandas as pd
 from stages.lib.core.atomic import write_json, write_parquet
 from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.io import read_json_object
 from stages.lib.core.paths import predictions_path, run_dir, training_path
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
+from stages.lib.scoring.evaluation import table_qwk
 from stages.lib.scoring.predictions import validate_predictions
 from stages.lib.scoring.training_record import FoldRecord, TrainingRecord, build_record
 from stages.lib.training.finetune_config import ARMS, SCHEMES, finetune_config
@@ -37,11 +38,11 @@ def read_run(arm: str, scheme: str, fold: int, seed: int) -> tuple[pd.DataFrame,
             raise InputError(f"{path} not found "
                              f"(run: python -m stages.finetune --arm {arm} --scheme {scheme} --fold {fold} "
                              f"--seed {seed})")
-    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), json.loads(paths[2].read_text(encoding="utf-8"))
+    return pd.read_parquet(paths[0]), pd.read_parquet(paths[1]), read_json_object(paths[2])
 
 
-def fold_record(log: dict[str, Any], where: str) -> FoldRecord:
-    """One fold's entry of the training record, from its training log."""
+def fold_record(log: dict[str, Any], where: str, val_qwk: float) -> FoldRecord:
+    """One fold's entry of the training record, from its training log and its validation QWK (primary target)."""
     if "finite_checks" not in log:
         raise InputError(f"{where}: train log has no finite_checks; rerun the fold")
     training = log["training"]
@@ -54,15 +55,15 @@ def fold_record(log: dict[str, Any], where: str) -> FoldRecord:
             "trained_essays": log["n_essays"]["trained"],
             "optimizer_steps": training["optimizer_steps"],
             "final_loss": float(np.mean(training["step_loss"][-10:])) if training["step_loss"] else None,
-            "val_qwk_primary": next(v for k, v in log.items() if k.startswith("val_qwk_")),
+            "val_qwk_primary": val_qwk,
             "precision_detail": log["precision"],
             "seconds": {k: round(float(v), 1) for k, v in log["seconds"].items()},
             "diagnostics": {**log["diagnostics"]["prompt_leakage"], **log["diagnostics"]["objective"]},
         })
 
 
-def summarise(arm: str, scheme: str, seed: int, logs: list[dict[str, Any]], tokens: pd.DataFrame,
-              expected_folds: list[int], n_essays: int, run: dict[str, Any]) -> TrainingRecord:
+def summarise(arm: str, scheme: str, seed: int, logs: list[dict[str, Any]], val_qwk: list[float],
+              tokens: pd.DataFrame, expected_folds: list[int], n_essays: int, run: dict[str, Any]) -> TrainingRecord:
     """The training record of all folds; folds trained under different settings fail."""
     first = logs[0]
     for log in logs[1:]:
@@ -70,7 +71,8 @@ def summarise(arm: str, scheme: str, seed: int, logs: list[dict[str, Any]], toke
             if log[key] != first[key]:
                 raise InputError(f"fold {log['fold']} has {key}={log[key]!r} but fold {first['fold']} has "
                                  f"{first[key]!r}; rerun every fold under one setting")
-    folds = [fold_record(log, str(run_dir(arm, scheme, log["fold"], seed) / TRAIN_LOG)) for log in logs]
+    folds = [fold_record(log, str(run_dir(arm, scheme, log["fold"], seed) / TRAIN_LOG), qwk)
+             for log, qwk in zip(logs, val_qwk, strict=True)]
     windows = first["windows"]
     val = tokens[tokens["split"] == "val"]["n_tokens"].to_numpy()
     leakage = [f.details["diagnostics"] for f in folds]
@@ -101,8 +103,10 @@ def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any], see
     runs = [read_run(arm, scheme, fold, seed) for fold in folds]
     table = pd.concat([r[0] for r in runs], ignore_index=True)
     validate_predictions(table, schema, f"{arm}/{scheme} folds {folds}")
-    record = summarise(arm, scheme, seed, [r[2] for r in runs], pd.concat([r[1] for r in runs], ignore_index=True),
-                       list(finetune_config(params).folds), len(table), run_info(seed))
+    val_qwk = [table_qwk(r[0], schema, schema.primary) for r in runs]
+    record = summarise(arm, scheme, seed, [r[2] for r in runs], val_qwk,
+                       pd.concat([r[1] for r in runs], ignore_index=True), list(finetune_config(params).folds),
+                       len(table), run_info(seed))
     write_parquet(predictions_path(arm, scheme, seed), table)
     write_json(training_path(arm, scheme, seed), record.to_dict())
     return record

@@ -15,14 +15,14 @@ from stages.lib.core.paths import EMBEDDING_METRICS, EMBEDDINGS
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.prepared import read_texts
 from stages.lib.encoders.backbone import load_encoder
-from stages.lib.encoders.embedding import DEFAULT_THREADS, embed_texts, embedding_columns
+from stages.lib.encoders.embedding import embed_texts, embedding_columns
 
 
 def main() -> None:
     params = load_params()
     cfg = params["embeddings"]
     torch.manual_seed(int(params["seed"]))
-    torch.set_num_threads(int(cfg.get("threads", DEFAULT_THREADS)))
+    torch.set_num_threads(int(cfg["threads"]))
     essays = read_texts()
     tokenizer, model = load_encoder(cfg["backbone"])
     start = time.perf_counter()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 import torch
@@ -21,16 +20,14 @@ from stages.lib.core.paths import run_dir
 from stages.lib.core.runinfo import device_name, run_info
 from stages.lib.data.fold_files import read_fold, scheme_folds
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.evaluation import table_qwk
 from stages.lib.scoring.predictions import fold_predictions
-from stages.lib.training.essay_model import count_parameters, fit_head
+from stages.lib.training.essay_model import count_parameters
 from stages.lib.training.finetune_config import ARMS, SCHEMES, FinetuneConfig, finetune_config
-from stages.lib.training.fold_essays import calibrate, coverage_and_tokens, encode, select_essays, target_scale
+from stages.lib.training.fold_essays import calibrate, coverage_and_tokens, encode, select_essays
 from stages.lib.training.leakage import prompt_leakage
-from stages.lib.training.objectives import make_objective
+from stages.lib.training.recipe import fit_arm
 from stages.lib.training.runs import COVERAGE, PREDICTIONS, TOKENS, TRAIN_LOG
 from stages.lib.training.runtime import open_runtime
-from stages.lib.training.trainer import predict, train
 
 
 def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int, seed: int, seeds: list[int]) -> None:
@@ -56,38 +53,24 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
     schema, budget = DatasetSchema.from_params(params), cfg.budget
     runtime = open_runtime(budget, seed)
     tokenizer = runtime.tokenizer
-
     essays = select_essays(*read_fold(scheme, fold), budget, seed)
-    targets = list(schema.targets)
-    y_train, y_held = schema.common_targets(essays.train), schema.common_targets(essays.held)
-    mean, std = target_scale(y_train)
-    train_set = encode(essays.train, tokenizer, budget, (y_train - mean) / std, essays.groups(essays.train))
-    held_set = encode(essays.held, tokenizer, budget, groups=essays.groups(essays.held))
-    val_set = encode(essays.val, tokenizer, budget)
     t_prep = time.perf_counter()
-
-    model, objective, accelerator = runtime.build(
-        len(targets), lambda m: make_objective(arm, m.hidden_size, essays.prompts, cfg.objectives[arm]))
-    plan = runtime.plan
-    predicted: dict[str, int] = {}  # predictions checked for NaN/inf, over every inference call
-    infer = partial(predict, model, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
-                    batch_size=budget.eval_batch_size, fold=fold, checked=predicted)
-    head_alpha = None
-    if budget.head_init == "ridge":  # linear probe on the frozen representations first (LP-FT)
-        head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets, train_set.target_mask)
-    t_init = time.perf_counter()
-    training = train(model, objective, train_set, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed,
-                     fold=fold)
+    fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives[arm], seed, fold)
+    model, objective, accelerator, training = fitted.model, fitted.objective, fitted.accelerator, fitted.training
     t_train = time.perf_counter()
-    val_out, held_out = infer(val_set), infer(held_set)
+    val_set = encode(essays.val, tokenizer, budget)
+    val_out, held_out = fitted.infer(val_set), fitted.infer(fitted.held_set)
     t_pred = time.perf_counter()
 
-    continuous, on_grid = calibrate(budget.calibration, schema, held_out.pred.numpy() * std + mean, y_held,
-                                    val_out.pred.numpy() * std + mean, essays.val["prompt"].to_numpy())
+    continuous, on_grid = calibrate(budget.calibration, schema, fitted.common_scale(held_out),
+                                    schema.common_targets(essays.held), fitted.common_scale(val_out),
+                                    essays.val["prompt"].to_numpy())
     table = fold_predictions(essays.val, fold, schema, continuous, on_grid)
     content_window = budget.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    coverage, tokens = coverage_and_tokens({"train": (essays.train, train_set), "holdout": (essays.held, held_set),
+    coverage, tokens = coverage_and_tokens({"train": (essays.train, fitted.train_set),
+                                            "holdout": (essays.held, fitted.held_set),
                                             "val": (essays.val, val_set)}, content_window, budget)
+    plan = runtime.plan
     autocast = str(plan.autocast_dtype).removeprefix("torch.") if plan.autocast_dtype else None
     log = {
         "arm": arm, "scheme": scheme, "fold": fold,
@@ -105,18 +88,19 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
         "parameters": count_parameters(model),
         "attention_used": model.attention,  # the speed settings themselves are in hyperparameters
         "target_standardisation": {t: {"mean": float(m), "std": float(s)}
-                                   for t, m, s in zip(targets, mean, std, strict=True)},
-        "head_init": {"kind": budget.head_init, "ridge_alpha": head_alpha},
+                                   for t, m, s in zip(schema.targets, fitted.scale.mean, fitted.scale.std,
+                                                      strict=True)},
+        "head_init": {"kind": budget.head_init, "ridge_alpha": fitted.head_alpha},
         "training": training,
         "diagnostics": {
             "prompt_leakage": prompt_leakage(held_out.rep.numpy(), essays.groups(essays.held), len(essays.prompts),
                                              seed),
             "objective": objective.diagnostics(held_out, essays.groups(essays.held)),
         },
-        f"val_qwk_{schema.primary}": table_qwk(table, schema, schema.primary),
-        "finite_checks": {**training.pop("finite_checks"), **predicted},  # values checked (a failure stops the run)
-        "seconds": {"prepare": t_prep - t0, "head_init": t_init - t_prep, "train": t_train - t_init,
-                    "predict": t_pred - t_train, "total": time.perf_counter() - t0},
+        # values checked (a failure stops the run)
+        "finite_checks": {**training.pop("finite_checks"), **fitted.checked},
+        "seconds": {"prepare": t_prep - t0, "train": t_train - t_prep, "predict": t_pred - t_train,
+                    "total": time.perf_counter() - t0},
         "run": run_info(seed, threads=torch.get_num_threads()),
     }
     if accelerator.is_main_process:
@@ -140,10 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     log = run_fold(args.arm, args.scheme, args.fold, load_params(), args.seed)
-    key = next(k for k in log if k.startswith("val_qwk_"))
     print(f"{args.arm}/{args.scheme}/seed_{log['seed']}/fold_{args.fold}: budget {log['budget']} on {log['device']} "
           f"({log['precision']['used']}), {log['training']['micro_batches']} micro-batches, "
-          f"{key} {log[key]:.3f}, {log['seconds']['total']:.0f}s")
+          f"{log['n_essays']['val']} essays scored, {log['seconds']['total']:.0f}s")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
     seed = int(params["seed"])
     essays = read_essays(schema.targets)
     n_splits = int(cfg["n_splits"])
-    lopo = bool(cfg.get("leave_one_prompt_out", False))
+    lopo = bool(cfg["leave_one_prompt_out"])
     check_prompts(essays, n_splits, int(cfg["min_essays_per_prompt"]), ESSAYS, lopo)
     if lopo:
         check_selected_folds(params, essays["prompt"].nunique())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from stages.lib.artifacts.files import MANIFEST
 from stages.lib.core.atomic import write_text
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
@@ -23,8 +24,7 @@ from stages.lib.core.paths import (
     model_dir,
 )
 from stages.lib.gate.evidence import read_json
-from stages.lib.serving.artifact_files import MANIFEST
-from stages.lib.serving.model_card import CardInputs, render
+from stages.lib.reporting.model_card import CardInputs, render
 from stages.lib.serving.provenance import dvc_dir_md5, select_model
 
 
@@ -44,7 +44,7 @@ def main() -> None:
         gate=read_json(GATE), decision=read_json(DECISION), params=params, selection=selection["by"],
         evidence_md5={p.as_posix(): file_digest(p, "md5") for p in read if p.is_file()},
     )
-    baseline = params["gate"].get("baseline")
+    baseline = params["gate"]["baseline"]
     if baseline and baseline != arm and (model_dir(baseline) / MANIFEST).is_file():
         inputs.others.append((model_dir(baseline), dvc_dir_md5(model_dir(baseline)),
                               read_json(model_dir(baseline) / MANIFEST)))

@@ -6,38 +6,22 @@ loads (see `stages.lib.reference.artifact`)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
-import pandas as pd
 
 from stages.lib.core.atomic import atomic_dir
 from stages.lib.core.config import load_params
-from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.errors import run_stage
 from stages.lib.core.hashing import file_digest
 from stages.lib.core.paths import EMBEDDINGS, ESSAYS, HANDCRAFTED, model_dir
+from stages.lib.data.prepared import read_essays
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.features.feature_store import load_features
-from stages.lib.reference.artifact import build_reference
-
-ARM = "xgb"
-
-
-def read_prepared(path: Path, schema: DatasetSchema) -> pd.DataFrame:
-    if not path.is_file():
-        raise InputError(f"{path}: prepared essays not found (run the prepare stage)")
-    essays = pd.read_parquet(path)
-    missing = [c for c in ("essay_id", "prompt", "n_words", *schema.targets) if c not in essays.columns]
-    if missing:
-        raise InputError(f"{path}: missing required column(s) {missing}")
-    if essays.empty:
-        raise InputError(f"{path}: no essays")
-    return essays
+from stages.lib.reference.artifact import ARM, build_reference
 
 
 def main() -> None:
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    essays = read_prepared(ESSAYS, schema)
+    essays = read_essays(("n_words", *schema.targets))
     features = load_features()
     start = time.perf_counter()
     with atomic_dir(model_dir(ARM)) as out:

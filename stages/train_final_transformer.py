@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import time
 
-import pandas as pd
-
 from stages.lib.core.atomic import atomic_dir
 from stages.lib.core.config import load_params
-from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.errors import run_stage
 from stages.lib.core.params import ARMS
-from stages.lib.core.paths import ESSAYS, model_dir
+from stages.lib.core.paths import model_dir
+from stages.lib.data.prepared import read_essays
+from stages.lib.data.schema import DatasetSchema
 from stages.lib.training.final import build_transformer
 
 
@@ -24,9 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm", required=True, choices=ARMS)
     args = parser.parse_args(argv)
     params = load_params()
-    if not ESSAYS.is_file():
-        raise InputError(f"{ESSAYS}: prepared essays not found (run the prepare stage)")
-    essays = pd.read_parquet(ESSAYS)
+    essays = read_essays(("text", "n_words", *DatasetSchema.from_params(params).targets))
     start = time.perf_counter()
     with atomic_dir(model_dir(args.arm)) as out:
         _, manifest = build_transformer(out, args.arm, essays, params)

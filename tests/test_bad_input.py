@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from stages import acquire, prepare
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.data.corpus_source import acquire
+from stages.lib.data.preparation import prepare_corpus
 from tests.conftest import REPO, synthetic_raw
 from tests.zipcrypto import write_zipcrypto
 
@@ -40,14 +42,14 @@ def assert_no_outputs() -> None:
 
 def test_prepare_succeeds_on_valid_input(workdir):
     write_raw(synthetic_raw())
-    prepare.main()
+    prepare_corpus(load_params())
     assert Path("data/prepared/essays.parquet").is_file()
 
 
 def test_missing_column_is_named(workdir):
     write_raw(synthetic_raw().drop(columns=["Grammar"]))
     with pytest.raises(InputError, match=r"corpus.csv: missing required column\(s\) \['Grammar'\]"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
@@ -56,7 +58,7 @@ def test_off_grid_score_names_line_and_column(workdir):
     raw.loc[5, "Syntax"] = 3.25
     write_raw(raw)
     with pytest.raises(InputError, match=r"line 7: column 'Syntax' value '3.25' is not on the score grid"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
@@ -66,7 +68,7 @@ def test_non_numeric_score_is_named(workdir):
     raw.loc[0, "Overall"] = "three"
     write_raw(raw)
     with pytest.raises(InputError, match=r"line 2: column 'Overall' value 'three'"):
-        prepare.main()
+        prepare_corpus(load_params())
 
 
 def test_empty_essay_names_line(workdir):
@@ -74,19 +76,19 @@ def test_empty_essay_names_line(workdir):
     raw.loc[3, "full_text"] = "   "
     write_raw(raw)
     with pytest.raises(InputError, match=r"line 5: empty essay in column 'full_text'"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
 def test_missing_corpus_is_named(workdir):
     with pytest.raises(InputError, match=r"data/raw/corpus.csv: corpus file not found"):
-        prepare.main()
+        prepare_corpus(load_params())
 
 
 def test_malformed_csv_is_named(workdir):
     Path("data/raw/corpus.csv").write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
     with pytest.raises(InputError, match=r"corpus.csv: not a readable UTF-8 CSV"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
@@ -106,7 +108,7 @@ def test_acquire_rejects_wrong_checksum(tmp_path):
     corpus = {"source": str(source), "file": "corpus.csv", "sha256": "0" * 64, "archive": "x.zip"}
     out = tmp_path / "raw" / "corpus.csv"
     with pytest.raises(InputError, match=r"src/corpus.csv: sha256 [0-9a-f]{64} does not match"):
-        acquire.acquire(corpus, out)
+        acquire(corpus, out)
     assert not out.exists() and list(out.parent.iterdir()) == []
 
 
@@ -122,27 +124,27 @@ def test_acquire_reads_a_password_protected_zip(tmp_path):
     corpus = {"source": str(archive), "file": "corpus.csv", "sha256": file_digest(csv),
               "archive_sha256": file_digest(archive), "archive_password": "secret"}
     out = tmp_path / "raw" / "corpus.csv"
-    assert acquire.acquire(corpus, out) == f"{archive}!corpus.csv"
+    assert acquire(corpus, out) == f"{archive}!corpus.csv"
     assert out.read_bytes() == csv.read_bytes()
     out.unlink()
     for password in ("wrong", None):
         with pytest.raises(InputError, match=rf"^{re.escape(str(archive))}: wrong password or corrupt archive "
                                              r"\(cannot extract corpus.csv: RuntimeError: "):
-            acquire.acquire({**corpus, "archive_password": password}, out)
+            acquire({**corpus, "archive_password": password}, out)
         assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_acquire_names_a_missing_corpus(tmp_path):
     corpus = {"source": str(tmp_path / "nowhere"), "file": "c.csv", "archive": "c.zip", "url": "https://example"}
     with pytest.raises(InputError, match=r"nowhere: corpus not found"):
-        acquire.acquire(corpus, tmp_path / "out.csv")
+        acquire(corpus, tmp_path / "out.csv")
 
 
 @pytest.mark.skipif(not (REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip").is_file(),
                     reason="the ELLIPSE release is not beside the repository")
 def test_acquire_verifies_the_real_upstream_zip(tmp_path, params):
     corpus = dict(params["corpus"], source=str(REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip"))
-    origin = acquire.acquire(corpus, tmp_path / "corpus.csv")
+    origin = acquire(corpus, tmp_path / "corpus.csv")
     assert origin.endswith("!ELLIPSE_Final_github_test.csv")
 
 
@@ -161,7 +163,7 @@ def test_an_empty_score_cell_is_named_with_the_way_to_declare_it(workdir):
     write_raw(raw)
     with pytest.raises(InputError, match=r"line 15: column 'Cohesion' value '' is not on the score grid .*prompt "
                                          r"'Prompt 1'.*say so in dataset.prompt_targets"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
@@ -172,7 +174,7 @@ def test_declared_unscored_traits_are_empty_and_others_are_refused(workdir):
     raw = synthetic_raw().astype({"Cohesion": str})
     raw.loc[raw["prompt"] == "Prompt 1", "Cohesion"] = ""
     write_raw(raw)
-    prepare.main()
+    prepare_corpus(load_params())
     essays = pd.read_parquet("data/prepared/essays.parquet")
     assert essays.loc[essays["prompt"] == "Prompt 1", "Cohesion"].isna().all()
     assert essays.loc[essays["prompt"] != "Prompt 1", "Cohesion"].notna().all()
@@ -182,7 +184,7 @@ def test_declared_unscored_traits_are_empty_and_others_are_refused(workdir):
     write_raw(raw)
     with pytest.raises(InputError, match=r"line 16: column 'Cohesion' holds '3.0', but prompt 'Prompt 1' does not "
                                          r"score Cohesion"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert_no_outputs()
 
 
@@ -191,4 +193,4 @@ def test_a_prompt_must_score_the_primary_target(workdir):
     write_raw(synthetic_raw())
     with pytest.raises(InputError, match=r"dataset.prompt_targets.Prompt 1: got \['Cohesion'\], expected the primary "
                                          r"target 'Overall'"):
-        prepare.main()
+        prepare_corpus(load_params())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pandas as pd
@@ -10,6 +11,7 @@ from gate_synth import build_workspace, gpu_training
 
 from stages import compare
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import validate_params
 from stages.lib.gate.bootstrap import Interval
 from stages.lib.gate.criteria import Criterion, GateConfig, criterion_record
 
@@ -71,10 +73,15 @@ def test_threshold_comes_from_params_and_decides_pass(params):
     assert below["lora.prompt_holdout.worst_prompt_qwk.pass"] == 0
 
 
-def test_bad_gate_params_fail_clearly(params):
+def test_bad_gate_params_fail_clearly_at_load(params):
+    """Every gate rule lives in the params schema, so a bad gate fails when any stage loads the params."""
     broken = {**params, "gate": {**params["gate"], "criteria": {"prompt_holdout": {"median_qwk": 0.0}}}}
-    with pytest.raises(InputError, match="unknown metric"):
-        GateConfig.from_params(broken)
+    with pytest.raises(InputError,
+                       match=r"^p\.yaml: gate\.criteria\.prompt_holdout: key 'median_qwk': expected one of "):
+        validate_params(copy.deepcopy(broken), "p.yaml")
     broken = {**params, "gate": {**params["gate"], "candidates": ["xgb"]}}
-    with pytest.raises(InputError, match="also a candidate"):
-        GateConfig.from_params(broken)
+    with pytest.raises(InputError, match=r"^p\.yaml: gate\.reference: got 'xgb', which is also in gate\.candidates"):
+        validate_params(copy.deepcopy(broken), "p.yaml")
+    broken = {**params, "gate": {**params["gate"], "criteria": {"prompt_holdout": {}}}}
+    with pytest.raises(InputError, match=r"^p\.yaml: gate\.criteria\.prompt_holdout"):
+        validate_params(copy.deepcopy(broken), "p.yaml")

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from stages.lib.core.paths import (
     ARM_TABLES,
-    ESSAYS,
     PLOT_DATA,
     arm_table_path,
     metrics_path,
@@ -19,8 +17,6 @@ from stages.lib.core.paths import (
     residual_report_path,
     residuals_path,
 )
-from tests.dag_check import undeclared
-from tests.e2e_project import run
 from tools.stage_deps import ROOT, import_closure, imported_modules, missing_deps, rewrite, stage_modules
 
 STAGE_DIR = ROOT / "stages"
@@ -114,52 +110,3 @@ def test_stages_are_listed_in_pipeline_order():
                          or dep.startswith(out.rstrip("/") + "/")}
             late = sorted(s for s in producers if order.index(s) > position)
             assert not late, f"{name} depends on {dep}, written by {late} listed after it"
-
-
-@pytest.mark.e2e
-def test_stages_read_write_and_read_params_only_as_declared(e2e_pipeline):
-    problems = undeclared(e2e_pipeline, e2e_pipeline.parent / "audit")
-    assert problems == [], "\n".join(problems)
-
-
-def _stale(project: Path) -> set[str]:
-    return {line.rstrip(":") for line in run(["dvc", "status"], project).stdout.splitlines()
-            if line and not line.startswith((" ", "\t"))}
-
-
-def _edit_params(project: Path, edit) -> str:
-    path = project / "params.yaml"
-    before = path.read_text(encoding="utf-8")
-    params = yaml.safe_load(before)
-    edit(params)
-    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    return before
-
-
-@pytest.mark.e2e
-def test_a_prompt_grid_change_marks_folds_and_what_follows_changed(e2e_pipeline):
-    prompt = pd.read_parquet(e2e_pipeline / ESSAYS)["prompt"].iloc[0]
-    before = _edit_params(e2e_pipeline, lambda p: p["dataset"].update(
-        prompt_grids={prompt: {"min": 0.0, "max": 10.0, "step": 1.0}}))
-    try:
-        stale = _stale(e2e_pipeline)
-    finally:
-        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
-    assert {"prepare", "folds"} <= stale and "acquire" not in stale
-
-
-@pytest.mark.e2e
-def test_a_score_column_change_reruns_neither_features_nor_embeddings(e2e_pipeline):
-    """Dropping a trait changes the prepared table, not the texts: the label-free stages stay cached."""
-    params = yaml.safe_load((e2e_pipeline / "params.yaml").read_text(encoding="utf-8"))
-    dropped = params["dataset"]["targets"][-1]
-    before = _edit_params(e2e_pipeline, lambda p: p["dataset"]["targets"].remove(dropped))
-    try:
-        run(["dvc", "repro", "prepare"], e2e_pipeline)
-        assert dropped not in pd.read_parquet(e2e_pipeline / ESSAYS).columns
-        stale = _stale(e2e_pipeline)
-        assert "folds" in stale and not stale & {"features", "embeddings"}, stale
-    finally:
-        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
-        run(["dvc", "repro", "prepare"], e2e_pipeline)
-    assert "up to date" in run(["dvc", "status"], e2e_pipeline).stdout

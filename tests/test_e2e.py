@@ -1,96 +1,37 @@
-"""A small end-to-end `dvc repro` of the whole pipeline on a sample of the real corpus (every stage,
-real backbone, shrunken budgets), in a scratch copy of the repository."""
+"""Everything checked on the shared end-to-end project (`conftest.e2e_pipeline`: `dvc repro` of every stage on a
+sample of the real corpus, real backbone, shrunken budgets, in a scratch copy of the repository), in one module so
+that the build happens once, on one worker: the evidence it produces; what each stage reads, writes and is
+re-run by (the audited DAG); and sharing the evidence through a DVC remote (`docs/sharing.md`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
+from stages.lib.core.paths import ESSAYS
 from stages.lib.data.fold_files import FOLDS_DIR, read_fold
 from stages.lib.scoring.training_record import parse_record
-from tests.conftest import CORPUS_DIR, REPO
+from tests.dag_check import undeclared
+from tests.e2e_project import run
 
-CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not CORPUS_CSV.is_file(), reason="the ELLIPSE corpus is not beside the repository"),
-]
+pytestmark = pytest.mark.e2e
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               HF_HUB_OFFLINE="1", PYTHONPATH=str(cwd))
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
+@pytest.fixture
+def pipeline(e2e_pipeline):
+    """The shared end-to-end project; its params.yaml is put back after each test."""
+    params = e2e_pipeline / "params.yaml"
+    text = params.read_text()
+    yield e2e_pipeline
+    params.write_text(text)
 
 
-def scratch_repo(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
-    for name in files:
-        if (REPO / name).is_file() and not name.startswith(("metrics/", "plots/", "reports/", "docs/decisions/")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    run(["git", "init", "-q"], dest)
-    return dest
-
-
-def sample_corpus(dest: Path, n_prompts: int = 9, per_prompt: int = 22) -> Path:
-    """The largest prompts' first essays within the word window: a few minutes of pipeline on 2 cores."""
-    corpus = pd.read_csv(CORPUS_CSV, dtype=str, keep_default_na=False)
-    words = corpus["full_text"].str.split().str.len()
-    corpus = corpus[(words >= 200) & (words <= 600)]
-    prompts = corpus["prompt"].value_counts().index[:n_prompts]
-    sample = pd.concat([corpus[corpus["prompt"] == p].head(per_prompt) for p in prompts])
-    path = dest / "sample.csv"
-    sample.to_csv(path, index=False)
-    return path
-
-
-def shrink_params(repo: Path, corpus: Path) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params["corpus"].update(source=str(corpus), file=corpus.name, sha256=None)
-    params["folds"]["n_splits"] = 3
-    params["features"]["n_process"] = 1
-    params["embeddings"].update(max_length=128, stride=16)
-    params["xgb"].update(n_estimators=30, inner_splits=2, embedding_pca=4)
-    params["evaluate"].update(min_prompt_n=10, bottom_k=2)
-    params["gate"]["bootstrap"]["n_resamples"] = 200
-    params["seeds"]["xgb"] = params["seeds"]["xgb"][:2]  # two reference seeds: the training noise is measured
-    params["finetune"]["folds"] = [0, 1, 2]
-    params["finetune"]["budgets"]["cpu"].update(max_length=64, stride=8, max_train_essays=12, max_holdout_essays=12)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    repo = scratch_repo(root / "repo")
-    shrink_params(repo, sample_corpus(root))
-    run(["dvc", "repro"], repo)
-    return repo
-
-
-def test_every_stage_output_exists(pipeline):
-    for name in ["metrics/data.json", "metrics/arms/xgb_prompt_holdout.json", "metrics/arms/xgb_stratified_text.json",
-                 "metrics/arms/lora_prompt_holdout.json", "metrics/arms/adversarial_prompt_holdout.json",
-                 "metrics/arms/groupdro_prompt_holdout.json", "metrics/gate.json", "metrics/preflight.json",
-                 "docs/decisions/0001-transformer-track-gate.md", "reports/evaluation_report.html",
-                 "reports/arms/xgb_prompt_holdout/residuals.md", "plots/arms/xgb_prompt_holdout/per_prompt_qwk.csv",
-                 "reports/arms/lora_prompt_holdout/subgroup_dsm.csv", "plots/gate/deltas.png", "reports/summary.txt",
-                 "metrics/headline.json"]:
-        assert (pipeline / name).is_file(), name
+def test_every_training_record_is_complete_and_finite(pipeline):
     seeds = yaml.safe_load((pipeline / "params.yaml").read_text())["seeds"]
     for arm, key in (("xgb", "xgb"), ("lora", "finetune")):  # both writers of the training record, one reader
         for seed in seeds[key]:
@@ -151,3 +92,98 @@ def test_threshold_change_reruns_only_the_gate(pipeline):
     stale = {line.rstrip(":") for line in run(["dvc", "status"], pipeline).stdout.splitlines()
              if line and not line.startswith((" ", "\t"))}
     assert stale == {"compare", "decide", "report"}
+
+
+@pytest.mark.e2e
+def test_stages_read_write_and_read_params_only_as_declared(e2e_pipeline):
+    problems = undeclared(e2e_pipeline, e2e_pipeline.parent / "audit")
+    assert problems == [], "\n".join(problems)
+
+
+def _stale(project: Path) -> set[str]:
+    return {line.rstrip(":") for line in run(["dvc", "status"], project).stdout.splitlines()
+            if line and not line.startswith((" ", "\t"))}
+
+
+def _edit_params(project: Path, edit) -> str:
+    path = project / "params.yaml"
+    before = path.read_text(encoding="utf-8")
+    params = yaml.safe_load(before)
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    return before
+
+
+@pytest.mark.e2e
+def test_a_prompt_grid_change_marks_folds_and_what_follows_changed(e2e_pipeline):
+    prompt = pd.read_parquet(e2e_pipeline / ESSAYS)["prompt"].iloc[0]
+    before = _edit_params(e2e_pipeline, lambda p: p["dataset"].update(
+        prompt_grids={prompt: {"min": 0.0, "max": 10.0, "step": 1.0}}))
+    try:
+        stale = _stale(e2e_pipeline)
+    finally:
+        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
+    assert {"prepare", "folds"} <= stale and "acquire" not in stale
+
+
+@pytest.mark.e2e
+def test_a_score_column_change_reruns_neither_features_nor_embeddings(e2e_pipeline):
+    """Dropping a trait changes the prepared table, not the texts: the label-free stages stay cached."""
+    params = yaml.safe_load((e2e_pipeline / "params.yaml").read_text(encoding="utf-8"))
+    dropped = params["dataset"]["targets"][-1]
+    before = _edit_params(e2e_pipeline, lambda p: p["dataset"]["targets"].remove(dropped))
+    try:
+        run(["dvc", "repro", "prepare"], e2e_pipeline)
+        assert dropped not in pd.read_parquet(e2e_pipeline / ESSAYS).columns
+        stale = _stale(e2e_pipeline)
+        assert "folds" in stale and not stale & {"features", "embeddings"}, stale
+    finally:
+        (e2e_pipeline / "params.yaml").write_text(before, encoding="utf-8")
+        run(["dvc", "repro", "prepare"], e2e_pipeline)
+    assert "up to date" in run(["dvc", "status"], e2e_pipeline).stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("module", ["stages/lib/scoring/metrics.py", "stages/lib/scoring/evaluation.py"])
+def test_mending_a_metric_reruns_evaluation_never_training(e2e_pipeline, module):
+    path = e2e_pipeline / module
+    before = path.read_text(encoding="utf-8")
+    path.write_text(before + "\n# a mended metric\n", encoding="utf-8")
+    try:
+        stale = _stale(e2e_pipeline)
+    finally:
+        path.write_text(before, encoding="utf-8")
+    assert any(s.startswith("evaluate@") for s in stale), stale
+    training = sorted(s for s in stale if s.split("@")[0] in ("xgb", "finetune", "train_final",
+                                                              "train_final_transformer"))
+    assert training == [], training
+
+
+def git(*args: str, cwd) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.e2e
+def test_a_clone_reaches_a_clean_status_by_dvc_pull_alone(e2e_pipeline, tmp_path):
+    remote = tmp_path / "remote"
+    author = e2e_pipeline
+    run(["dvc", "remote", "add", "--force", "-d", "team", str(remote)], author)
+    try:
+        git("add", "-A", cwd=author)
+        git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "evidence", cwd=author)
+        run(["dvc", "push"], author)
+        assert any(remote.rglob("*")), "dvc push wrote nothing to the remote"
+
+        reviewer = tmp_path / "clone"
+        git("clone", "-q", str(author), str(reviewer), cwd=tmp_path)
+        assert not (reviewer / "data" / "predictions").exists()  # the evidence is not in git
+        status = run(["dvc", "status"], reviewer).stdout
+        assert "deleted" in status  # before the pull, every cached output is missing
+        run(["dvc", "pull"], reviewer)
+        assert "up to date" in run(["dvc", "status"], reviewer).stdout
+        repro = run(["dvc", "repro"], reviewer).stdout
+        assert "Running stage" not in repro, repro
+        author_lock = (author / "dvc.lock").read_text()
+        assert (reviewer / "dvc.lock").read_text() == author_lock
+    finally:
+        run(["dvc", "remote", "remove", "team"], author)

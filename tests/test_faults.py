@@ -20,10 +20,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages import acquire, prepare
 from stages.lib.core.atomic import is_stale_temp
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.data.corpus_source import acquire
+from stages.lib.data.preparation import prepare_corpus
+from stages.lib.data.text import normalise_text
 from tests.conftest import CORPUS_DIR, REPO, synthetic_raw
 
 ELLIPSE_ZIP = CORPUS_DIR / "ELLIPSE_Final_github_test.zip"
@@ -63,7 +66,7 @@ def extraction_error(archive: Path, password: str | None = None, archive_sha256:
               "archive_sha256": archive_sha256, "archive_password": password}
     out = archive.parent / "raw" / "corpus.csv"
     with pytest.raises(InputError) as info:
-        acquire.acquire(corpus, out)
+        acquire(corpus, out)
     message = str(info.value)
     assert message.startswith(f"{archive}: wrong password or corrupt archive (cannot extract {member}: ")
     assert "\n" not in message
@@ -149,7 +152,7 @@ def test_uppercase_sha256_verifies(tmp_path, csv_bytes):
     (tmp_path / "src" / "corpus.csv").write_bytes(csv_bytes)
     digest = file_digest(tmp_path / "src" / "corpus.csv").upper()
     corpus = {"source": str(tmp_path / "src"), "file": "corpus.csv", "archive": "x.zip", "sha256": digest}
-    acquire.acquire(corpus, tmp_path / "out.csv")
+    acquire(corpus, tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_bytes() == csv_bytes
 
 
@@ -180,7 +183,7 @@ def test_bad_byte_names_record_line_column_and_offset(project, row, column):
     line = data.count(b"\n", 0, offset) + 1
     assert line > row + 2  # multi-line essays: the text line is not the record number
     with pytest.raises(InputError) as info:
-        prepare.main()
+        prepare_corpus(load_params())
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(
@@ -197,17 +200,17 @@ def test_off_grid_score_in_a_multiline_csv_names_record_and_line(project):
     start = text.find(f"\n{frame.at[59, 'text_id_kaggle']},".encode()) + 1
     line = text.count(b"\n", 0, start) + 1
     with pytest.raises(InputError, match=rf"corpus\.csv: record 61 \(line {line:,}\): column 'Syntax' value '3\.25'"):
-        prepare.main()
+        prepare_corpus(load_params())
 
 
 def test_header_only_and_empty_csv(project):
     header = synthetic_raw().to_csv(index=False).splitlines()[0]
     Path("data/raw/corpus.csv").write_text(header + "\n")
     with pytest.raises(InputError, match=r"^data/raw/corpus\.csv: has a header but no data rows \(raw copy of "):
-        prepare.main()
+        prepare_corpus(load_params())
     Path("data/raw/corpus.csv").write_text("")
     with pytest.raises(InputError, match=r"^data/raw/corpus\.csv: empty file \(no header, no data rows\)"):
-        prepare.main()
+        prepare_corpus(load_params())
 
 
 def test_prepare_stage_names_the_users_file_in_one_line(project):
@@ -246,7 +249,7 @@ def with_duplicates(root: Path, shift: float) -> tuple[int, float, str]:
 def test_duplicate_scores_policy(project, capsys, policy, kept, n_conflict):
     set_params(project, "prepare", duplicate_scores=policy)
     row, score, text = with_duplicates(project, shift=1.0)
-    prepare.main()
+    prepare_corpus(load_params())
     out = capsys.readouterr().out
     n = len(synthetic_raw())
     assert (f"warning: data/raw/corpus.csv: 1 text(s) appear more than once with different scores (first: "
@@ -256,7 +259,7 @@ def test_duplicate_scores_policy(project, capsys, policy, kept, n_conflict):
     assert report["rows_in"] == n + 2 and report["rows_out"] == n + 1 - n_conflict
     assert report["dropped"]["duplicate_text"] == 1 and report["dropped"]["duplicate_conflicting_scores"] == n_conflict
     essays = pd.read_parquet("data/prepared/essays.parquet")
-    copies = essays[essays["text"] == prepare.normalise_text(text)]
+    copies = essays[essays["text"] == normalise_text(text)]
     if kept is None:
         assert copies.empty
     else:
@@ -269,14 +272,14 @@ def test_average_off_the_grid_refuses(project):
     n = len(synthetic_raw())
     with pytest.raises(InputError, match=rf"^data/raw/corpus\.csv: line {row + 2} and line {n + 2} hold the same text; "
                                          rf"their mean Overall {score + 0.25:g} is off the score grid"):
-        prepare.main()
+        prepare_corpus(load_params())
     assert not Path("data/prepared/essays.parquet").exists()
 
 
 def test_exact_copies_only_keep_the_current_behaviour(project):
     raw = synthetic_raw()
     pd.concat([raw, raw.iloc[[5, 6]]], ignore_index=True).to_csv("data/raw/corpus.csv", index=False)
-    prepare.main()
+    prepare_corpus(load_params())
     report = json.loads(Path("metrics/data.json").read_text())
     assert report["dropped"]["duplicate_text"] == 2 and report["dropped"]["duplicate_conflicting_scores"] == 0
     assert report["rows_out"] == len(raw)

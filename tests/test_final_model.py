@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from stages import model_card, train_final
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
 from stages.lib.core.paths import (
     DATA_METRICS,
@@ -40,7 +41,7 @@ TARGETS = ["Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Gramma
 
 
 def small_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_params(REPO / "params.yaml")  # as a stage gets them: defaults filled
     params["xgb"].update(n_estimators=25, inner_splits=2, embedding_pca=3)
     return params
 

@@ -11,7 +11,7 @@ from gate_synth import essays, predict
 
 from stages.lib.core.errors import InputError
 from stages.lib.gate.bootstrap import MetricConfig, align_pair, arm_counts, paired_bootstrap, resample_prompts
-from stages.lib.scoring import metrics as m
+from stages.lib.scoring import qwk as qk
 from stages.lib.scoring.evaluation import summarise
 
 CFG = MetricConfig(min_prompt_n=30, bottom_k=5, low_tail=2.0, high_tail=4.0)
@@ -28,13 +28,13 @@ def test_qwk_from_confusion_matches_qwk_categories_and_batches():
     rng = np.random.default_rng(0)
     t = rng.integers(0, 9, 300)
     p = np.clip(t + rng.integers(-2, 3, 300), 0, 8)
-    matrix = m.confusion_matrix(t, p, 9)
-    assert m.qwk_from_confusion(matrix) == pytest.approx(m.qwk_categories(t, p, 9), abs=1e-12)
+    matrix = qk.confusion_matrix(t, p, 9)
+    assert qk.qwk_from_confusion(matrix) == pytest.approx(qk.qwk_categories(t, p, 9), abs=1e-12)
     stack = np.stack([matrix, matrix.T, np.zeros((9, 9))])
-    batch = m.qwk_from_confusion(stack)
-    assert batch[:2] == pytest.approx([m.qwk_categories(t, p, 9), m.qwk_categories(p, t, 9)])
+    batch = qk.qwk_from_confusion(stack)
+    assert batch[:2] == pytest.approx([qk.qwk_categories(t, p, 9), qk.qwk_categories(p, t, 9)])
     assert np.isnan(batch[2])
-    assert np.isnan(m.qwk_categories(np.array([3, 3]), np.array([3, 3]), 9))
+    assert np.isnan(qk.qwk_categories(np.array([3, 3]), np.array([3, 3]), 9))
 
 
 @pytest.mark.parametrize("scheme", ["prompt_holdout", "stratified_text"])

@@ -11,6 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from stages.lib.data.schema import ScoreGrid
 from stages.lib.scoring import metrics as m
+from stages.lib.scoring import qwk as qk
 from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator
 from stages.lib.scoring.evaluation import descriptives, residual_by_subgroup, score_distribution, subgroup_dsm
 
@@ -26,24 +27,24 @@ def test_grid_doubles_scores_to_categories():
 
 def test_qwk_hand_computed():
     # categories t=[0,0,1,2], p=[0,1,1,2]: observed weighted disagreement 1, expected 5 -> 1 - 1/5
-    assert m.qwk_categories(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3) == pytest.approx(0.8)
+    assert qk.qwk_categories(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3) == pytest.approx(0.8)
     truth, pred = np.array([1.0, 1.0, 1.5, 2.0]), np.array([1.0, 1.5, 1.5, 2.0])
-    assert m.qwk(truth, pred, GRID) == pytest.approx(0.8)
+    assert qk.qwk(truth, pred, GRID) == pytest.approx(0.8)
 
 
 def test_qwk_uses_the_full_category_range():
     # categories 0 and 2 only: distances must stay 2 apart, as sklearn gives with explicit labels
     t, p = np.array([0, 0, 2, 2, 0]), np.array([0, 2, 2, 0, 0])
     expected = cohen_kappa_score(t, p, labels=np.arange(9), weights="quadratic")
-    assert m.qwk_categories(t, p, 9) == pytest.approx(expected)
-    assert math.isnan(m.qwk(np.array([2.0, 2.0]), np.array([2.0, 2.0]), GRID))  # one category: undefined
+    assert qk.qwk_categories(t, p, 9) == pytest.approx(expected)
+    assert math.isnan(qk.qwk(np.array([2.0, 2.0]), np.array([2.0, 2.0]), GRID))  # one category: undefined
 
 
 def test_qwk_matches_sklearn_on_random_data():
     rng = np.random.default_rng(1)
     t = rng.integers(0, 9, 400)
     p = np.clip(t + rng.integers(-2, 3, 400), 0, 8)
-    assert m.qwk_categories(t, p, 9) == pytest.approx(cohen_kappa_score(t, p, weights="quadratic"))
+    assert qk.qwk_categories(t, p, 9) == pytest.approx(cohen_kappa_score(t, p, weights="quadratic"))
 
 
 def test_agreement_rates():
@@ -77,7 +78,7 @@ def test_cutpoints_never_worse_than_rounding_on_fitted_data():
     pred = 3.0 + 0.5 * (truth - 3.0) + rng.normal(0, 0.25, 600)  # shrunk toward the mean, as regressors do
     rounded = RoundingCalibrator(GRID).fit(pred, truth).predict(pred)
     calibrated = CutpointCalibrator(GRID).fit(pred, truth).predict(pred)
-    assert m.qwk(truth, calibrated, GRID) > m.qwk(truth, rounded, GRID) + 0.05
+    assert qk.qwk(truth, calibrated, GRID) > qk.qwk(truth, rounded, GRID) + 0.05
     assert GRID.on_grid(calibrated).all()
 
 

@@ -20,7 +20,7 @@ from stages.lib.reference.model import fit_reference, run_fold
 from stages.lib.scoring.evaluation import per_prompt_table
 from stages.lib.scoring.predictions import fold_predictions
 from tests.conftest import REPO
-from tests.test_e2e import CORPUS_CSV, run, scratch_repo
+from tests.e2e_project import CORPUS_CSV, run, scratch_repo
 from tools.multiscale_corpus import SCALES, TARGETS, UNSCORED, build, dataset_block, largest_prompts, read_ellipse
 
 pytestmark = [

@@ -17,7 +17,9 @@ from dvc_data.hashfile.build import build
 from dvc_data.hashfile.db import HashFileDB
 from dvc_objects.fs.local import LocalFileSystem
 
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
+from stages.lib.data.preparation import prepare
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.splitting import make_splits
 from stages.lib.data.text import normalise_text, stable_id
@@ -31,7 +33,6 @@ from stages.lib.serving.flags import FEATURE_MARGIN, MIN_FUNCTION_SHARE, FlagRul
 from stages.lib.serving.provenance import dvc_dir_md5, select_model
 from stages.lib.serving.reader import Columns, inspect_input, iter_batches
 from stages.lib.serving.scorer import ReferenceScorer
-from stages.prepare import prepare
 from tests.conftest import CORPUS_DIR, REPO
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
@@ -46,7 +47,7 @@ def _scratch_cwd(tmp_path, monkeypatch):
 
 
 def small_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params = load_params(REPO / "params.yaml")  # as a stage gets them: defaults filled
     params["xgb"].update(n_estimators=30, inner_splits=2, embedding_pca=4)
     return params
 
@@ -266,9 +267,11 @@ def test_non_utf8_bytes_name_their_line(fold, tmp_path, capsys):
     raw = "\n".join(lines).encode("utf-8").replace("\xe9".encode(), b"\xe9") + b"\n"
     path = tmp_path / "latin1.csv"
     path.write_bytes(raw)
-    bad_line = raw[: raw.index(b"\xe9")].count(b"\n") + 1
+    offset = raw.index(b"\xe9")
+    bad_line = raw[:offset].count(b"\n") + 1
     message = run_cli(fold, path, tmp_path / "out.csv", capsys)
-    assert f"line {bad_line}:" in message and "0xe9" in message and "UTF-8" in message
+    assert (f"not a readable UTF-8 CSV: record 4 (data row 3, line {bad_line}), column 'full_text', byte offset "
+            f"{offset}: byte 0xe9 is not UTF-8") in message
 
 
 @needs_corpus

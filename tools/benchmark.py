@@ -44,8 +44,9 @@ from stages.lib.data.fold_files import read_fold
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.training.essay_model import EssayOutput, count_parameters
 from stages.lib.training.finetune_config import ARMS, SCHEMES, Budget, finetune_config, select_budget
-from stages.lib.training.fold_essays import FoldEssays, encode, select_essays, target_scale
+from stages.lib.training.fold_essays import FoldEssays, encode, select_essays
 from stages.lib.training.objectives import Objective, make_objective
+from stages.lib.training.recipe import TargetScale
 from stages.lib.training.runtime import open_runtime
 from stages.lib.training.trainer import predict, train
 from stages.lib.windows.chunking import window_spans
@@ -297,8 +298,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     # The measured run: the real training loop on a seeded sample of the fold's trained essays.
     essays = gate_essays[(args.scheme, args.fold)]
     targets = list(schema.targets)
-    y_all = essays.train[targets].to_numpy(float)
-    mean, std = target_scale(y_all)
+    scale, _ = TargetScale.of(schema, essays.train)  # the recipe's targets: common scale, standardised
     steps_possible = len(essays.train) // budget.effective_batch - args.warmup_steps
     if steps_possible < 1:
         raise InputError(f"fold {args.fold}: {len(essays.train)} trained essays are too few for "
@@ -306,7 +306,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     measured_steps = min(args.max_steps, steps_possible)
     sample = essays.train.iloc[sample_rows(essays.train, (args.warmup_steps + measured_steps)
                                               * budget.effective_batch, seed)]
-    y = (sample[targets].to_numpy(float) - mean) / std
+    y = scale.standardise(schema, sample)
     train_set = encode(sample, tokenizer, budget, y, essays.groups(sample))
 
     model, objective, accelerator = runtime.build(

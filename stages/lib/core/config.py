@@ -80,3 +80,9 @@ def arm_seeds(params: dict[str, Any], arm: str) -> list[int]:
     seeds = section(params, "seeds")
     key = arm if arm in seeds else "finetune"
     return [int(s) for s in section(params, "seeds", key)]
+
+
+def final_seed(params: dict[str, Any], arm: str) -> int:
+    """The seed an arm's final model is fitted with: the first of its training seeds, the seed of its first
+    cross-validation run."""
+    return arm_seeds(params, arm)[0]

@@ -154,7 +154,7 @@ class Gate(_Section):
     candidates: Annotated[list[AnyArm], Field(min_length=1)]
     schemes: Annotated[list[Scheme], Field(min_length=1)]
     bootstrap: Bootstrap
-    criteria: Annotated[dict[Scheme, dict[GateMetric, float]], Field(min_length=1)]
+    criteria: Annotated[dict[Scheme, Annotated[dict[GateMetric, float], Field(min_length=1)]], Field(min_length=1)]
 
 
 class Report(_Section):
@@ -269,8 +269,10 @@ Problem = tuple[str, str]  # (dotted key, what is wrong)
 
 
 def validate_params(raw: Any, source: str) -> dict[str, Any]:
-    """Check a loaded parameter mapping against the schema; return it with hashes lower-cased. The first
-    mistake (unknown keys first: they explain missing ones) raises an `InputError` of one line."""
+    """Check a loaded parameter mapping against the schema; return what the schema made of it: every optional key
+    present with its default (declared there and nowhere else), numbers as the schema types them, hashes
+    lower-cased. The first mistake (unknown keys first: they explain missing ones) raises an `InputError` of one
+    line."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping of sections at the top level, got {_show(raw)}")
     try:
@@ -280,11 +282,12 @@ def validate_params(raw: Any, source: str) -> dict[str, Any]:
     problems = _consistency(model)
     if problems:
         raise InputError(_one_line(source, problems))
-    corpus = raw["corpus"]
+    params = model.model_dump()
+    corpus = params["corpus"]
     for key in ("sha256", "archive_sha256"):
         if isinstance(corpus.get(key), str):
             corpus[key] = corpus[key].lower()
-    return raw
+    return params
 
 
 def _one_line(source: str, problems: list[Problem]) -> str:

@@ -13,8 +13,6 @@ from tqdm import tqdm
 from stages.lib.windows.chunking import coverage_report
 from stages.lib.windows.encoding import length_batches, masked_mean, pad_batch, pool_windows, window_essays
 
-DEFAULT_THREADS = 2  # the `embeddings.threads` default (params schema)
-
 
 def embedding_columns(dimensions: int) -> list[str]:
     """The feature-store names of an embedding's dimensions."""
@@ -24,7 +22,7 @@ def embedding_columns(dimensions: int) -> list[str]:
 def embedding_settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """The `embeddings` params that decide the vectors: backbone, window length, overlap, batch size, threads."""
     return {"backbone": str(cfg["backbone"]), "max_length": int(cfg["max_length"]), "stride": int(cfg["stride"]),
-            "batch_tokens": int(cfg["batch_tokens"]), "threads": int(cfg.get("threads", DEFAULT_THREADS))}
+            "batch_tokens": int(cfg["batch_tokens"]), "threads": int(cfg["threads"])}
 
 
 @torch.inference_mode()

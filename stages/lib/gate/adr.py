@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.formatting import md_table, num
 from stages.lib.gate.checklist import ChecklistItem
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.gate.decision import ACCEPT, Decision, noise_reason
@@ -35,17 +36,6 @@ the fragile criteria and that round must show them clear of their thresholds bef
 investment."""
 
 
-def _num(value: Any, signed: bool = False) -> str:
-    if not isinstance(value, int | float) or value != value:
-        return "—"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def evidence_rows(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | None]) -> list[list[str]]:
     rows = []
     for arm in (cfg.reference, *cfg.candidates):
@@ -56,14 +46,14 @@ def evidence_rows(cfg: GateConfig, arm_metrics: dict[str, dict[str, Any] | None]
                 continue
             sd = s.get("seed_sd", {})
             rows.append([arm, scheme, str(s["n_essays"]), str(s.get("n_seeds", 1)),
-                         f"{_num(s['qwk']['mean'])} ± {_num(s['qwk']['std'])}", _seed_sd(sd.get("qwk", {}).get("mean")),
-                         _num(s["qwk"]["pooled"]), _num(s["worst_prompt_qwk"]), _seed_sd(sd.get("worst_prompt_qwk")),
-                         _num(s["tails"]["low_adjacent"]), _num(s["tails"]["high_adjacent"])])
+                         f"{num(s['qwk']['mean'])} ± {num(s['qwk']['std'])}", _seed_sd(sd.get("qwk", {}).get("mean")),
+                         num(s["qwk"]["pooled"]), num(s["worst_prompt_qwk"]), _seed_sd(sd.get("worst_prompt_qwk")),
+                         num(s["tails"]["low_adjacent"]), num(s["tails"]["high_adjacent"])])
     return rows
 
 
 def _seed_sd(value: Any) -> str:
-    return "unmeasured" if value is None else _num(value)
+    return "unmeasured" if value is None else num(value)
 
 
 def criteria_rows(cfg: GateConfig, gate: dict[str, Any]) -> list[list[str]]:
@@ -78,9 +68,10 @@ def criteria_rows(cfg: GateConfig, gate: dict[str, Any]) -> list[list[str]]:
             status = "pass" if gate[f"{key}.pass"] else "fail"
             if gate[f"{key}.pass"] and not gate[f"{key}.robust_pass"]:
                 status = f"pass (inside the noise: {noise_reason(gate, key)})"
-            noise = _num(gate.get(f"{key}.noise_sd")) if gate.get(f"{key}.noise_measured") else "unmeasured"
-            rows.append([arm, c.scheme, c.metric, _num(gate[f"{key}.delta"], True),
-                         f"{_num(gate[f'{key}.ci_low'], True)} to {_num(gate[f'{key}.ci_high'], True)}", noise,
+            noise = num(gate.get(f"{key}.noise_sd")) if gate.get(f"{key}.noise_measured") else "unmeasured"
+            rows.append([arm, c.scheme, c.metric, num(gate[f"{key}.delta"], signed=True),
+                         f"{num(gate[f'{key}.ci_low'], signed=True)} to {num(gate[f'{key}.ci_high'], signed=True)}",
+                         noise,
                          f"{gate.get(f'{key}.n_seeds_candidate')} / {gate.get(f'{key}.n_seeds_reference')}",
                          f"≥ {c.threshold:+.3f}", status])
     return rows
@@ -199,15 +190,15 @@ def render_adr(cfg: GateConfig, gate: dict[str, Any], decision: Decision, checkl
             lines.append(f"  - not done: {item.note}")
     lines += ["", "## Evidence", "", "Agreement by arm (primary target; means over training seeds; QWK ± SD over "
               "folds; seed SD = SD over training seeds, the training noise):", ""]
-    lines += _table(["arm", "scheme", "essays", "seeds", "mean QWK", "seed SD", "pooled QWK", "worst-prompt QWK",
+    lines += md_table(["arm", "scheme", "essays", "seeds", "mean QWK", "seed SD", "pooled QWK", "worst-prompt QWK",
                      "seed SD", "low-tail adjacent", "high-tail adjacent"], evidence_rows(cfg, arm_metrics))
     lines += ["", *noise_statement(cfg, arm_metrics), *mean_qwk_statement(gate), ""]
     lines += ["", f"Gate criteria (candidate − `{cfg.reference}` on seed means, paired {pct}% two-level bootstrap "
               "interval over prompts and seeds; training-noise SD of the delta; seeds candidate / reference):", ""]
-    lines += _table(["candidate", "scheme", "criterion", "delta", "interval", "noise SD", "seeds", "threshold",
+    lines += md_table(["candidate", "scheme", "criterion", "delta", "interval", "noise SD", "seeds", "threshold",
                      "result"], criteria_rows(cfg, gate))
     lines += ["", "Gate validity of the candidates' runs:", ""]
-    lines += _table(["candidate", "scheme", "budget", "device", "precision", "finite checks", "folds", "gate-valid"],
+    lines += md_table(["candidate", "scheme", "budget", "device", "precision", "finite checks", "folds", "gate-valid"],
                     validity_rows(cfg, training, decision))
     lines += ["", "## Decision", "", text, ""]
     lines += [f"- {r}" for r in decision.reasons] or ["- every candidate clears the gate robustly"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from stages.lib.core.errors import InputError
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring import metrics as m
+from stages.lib.scoring import qwk as qk
 from stages.lib.scoring.evaluation import categories
 from stages.lib.scoring.seeds import seed_sd
 
@@ -121,7 +121,7 @@ def arm_counts(frame: pd.DataFrame, schema: DatasetSchema, prompts: Sequence[str
     prompt_qwk = np.full(len(prompts), np.nan)
     for name, rows in frame.groupby("prompt").indices.items():
         group = frame.iloc[rows]
-        prompt_qwk[prompt_index[name]] = m.qwk(group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy(),
+        prompt_qwk[prompt_index[name]] = qk.qwk(group[f"true_{p}"].to_numpy(), group[f"grid_{p}"].to_numpy(),
                                                schema.grid_for(name))
     return ArmCounts(tuple(prompts), fold_confusion, prompt_qwk, fold_confusion.sum(axis=(1, 2, 3)), tail_counts,
                      "folds" if shared else "prompts")
@@ -137,7 +137,7 @@ def _mean_qwk(arm: ArmCounts, weights: np.ndarray, draws: np.ndarray, cfg: Metri
             return np.where(w.sum(axis=1) > 0, w @ arm.prompt_qwk[eligible] / w.sum(axis=1), np.nan)
     block = max(1, int(2e7 // max(arm.fold_confusion[0].size, 1)))  # resamples per block: bounded memory
     per_fold = np.concatenate([
-        m.qwk_from_confusion(np.tensordot(weights[i:i + block], arm.fold_confusion, axes=(1, 0)))
+        qk.qwk_from_confusion(np.tensordot(weights[i:i + block], arm.fold_confusion, axes=(1, 0)))
         for i in range(0, len(weights), block)])  # (resamples, folds)
     finite = np.isfinite(per_fold)
     with np.errstate(invalid="ignore"):
@@ -198,7 +198,7 @@ def paired_bootstrap(candidate: ArmCounts | Sequence[ArmCounts], reference: ArmC
         raise InputError("paired bootstrap: arms must be aggregated over the same prompts in the same order")
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
-        raise InputError(f"params.yaml: gate criteria name unknown metric(s) {unknown}; known: {sorted(METRICS)}")
+        raise InputError(f"paired bootstrap: unknown metric(s) {unknown}; known: {sorted(METRICS)}")
     draws, weights = resample_prompts(len(refs[0].prompts), n_resamples, rng)
     cand_seeds = rng.integers(0, len(cands), size=(n_resamples, len(cands)))
     ref_seeds = rng.integers(0, len(refs), size=(n_resamples, len(refs)))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.formatting import num
 from stages.lib.gate.criteria import criteria_in
 from stages.lib.scoring.training_record import parse_record
 
@@ -96,8 +97,8 @@ def record_problems(training: dict[str, Any] | None, expected_folds: int | None)
     return problems
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:+.3f}" if isinstance(value, int | float) else "n/a"
+def _signed(value: Any) -> str:
+    return num(value, signed=True, missing="n/a")
 
 
 def assess(arm: str, gate: dict[str, Any], pairs: list[tuple[str, str]],
@@ -130,13 +131,13 @@ def noise_reason(gate: dict[str, Any], key: str) -> str:
     delta, threshold = gate.get(f"{key}.delta"), gate.get(f"{key}.threshold")
     why = []
     if (gate.get(f"{key}.ci_low") or 0.0) < (threshold or 0.0) - 1e-12:
-        why.append(f"interval {_fmt(gate.get(f'{key}.ci_low'))} to {_fmt(gate.get(f'{key}.ci_high'))} crosses "
-                   f"{_fmt(threshold)}")
+        why.append(f"interval {_signed(gate.get(f'{key}.ci_low'))} to {_signed(gate.get(f'{key}.ci_high'))} crosses "
+                   f"{_signed(threshold)}")
     if not gate.get(f"{key}.noise_measured"):
         why.append(f"training noise unmeasured: {gate.get(f'{key}.n_seeds_candidate')} seed(s) for the candidate, "
                    f"{gate.get(f'{key}.n_seeds_reference')} for the reference")
     elif gate.get(f"{key}.within_noise"):
-        why.append(f"margin {_fmt(delta - threshold)} is within the training-noise SD "
+        why.append(f"margin {_signed(delta - threshold)} is within the training-noise SD "
                    f"{gate.get(f'{key}.noise_sd'):.3f}")
     return "; ".join(why) or "not robust"
 
@@ -148,8 +149,8 @@ def reasons_for(a: ArmAssessment, gate: dict[str, Any]) -> list[str]:
     out = []
     for name in a.failed:
         key = f"{a.arm}.{name}"
-        out.append(f"{a.arm}: {name} fails (delta {_fmt(gate.get(f'{key}.delta'))} < threshold "
-                   f"{_fmt(gate.get(f'{key}.threshold'))})")
+        out.append(f"{a.arm}: {name} fails (delta {_signed(gate.get(f'{key}.delta'))} < threshold "
+                   f"{_signed(gate.get(f'{key}.threshold'))})")
     for name in a.inside_noise:
         out.append(f"{a.arm}: {name} passes inside the noise ({noise_reason(gate, f'{a.arm}.{name}')})")
     out += [f"{a.arm}: {name} not evaluated (no run under that scheme)" for name in a.missing]

@@ -3,35 +3,23 @@ evaluate's metrics file, the training stage's metadata, and the lock file's outp
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stages.lib.core.errors import InputError
+from stages.lib.core.io import read_json_object
 from stages.lib.core.paths import LOCK, metrics_path, training_path
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object at `path`, or None when the file is absent; an `InputError` when it is malformed."""
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(value, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return value
+    return read_json_object(path) if path.is_file() else None
 
 
 def read_required_json(path: Path, produced_by: str) -> dict[str, Any]:
-    value = read_json(path)
-    if value is None:
-        raise InputError(f"{path}: not found (run the {produced_by} stage)")
-    return value
+    return read_json_object(path, produced_by)
 
 
 def load_arm_files(arms: list[str], schemes: list[str]) -> dict[str, dict[str, Any] | None]:

@@ -18,31 +18,29 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-import numpy as np
 import pandas as pd
 
-from stages.lib.core.errors import InputError
-from stages.lib.core.hashing import file_digest
+from stages.lib.artifacts.files import (
+    SCHEMA,
+    STATS,
+    backbone_fingerprint,
+    open_artifact,
+    percentiles,
+    write_json_file,
+    write_manifest,
+)
+from stages.lib.core.config import final_seed
+from stages.lib.core.io import read_json
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.embedding import embedding_settings
 from stages.lib.features.linguistic import FEATURES as HANDCRAFTED_FEATURES
 from stages.lib.features.store_builder import SETTINGS as FEATURE_SETTINGS
 from stages.lib.reference.model import FittedReference, fit_reference
-from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, make_calibrator
-from stages.lib.serving.artifact_files import (
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST,
-    SCHEMA,
-    STATS,
-    backbone_fingerprint,
-    percentiles,
-    read_json,
-    verify_files,
-    write_json_file,
-)
+from stages.lib.scoring.calibration import calibration_record, restore_calibrators
 
+KIND = "reference"
+ARM = "xgb"
 MODEL = "model.joblib"
 CALIBRATION = "calibration.json"
 FEATURES = "features.json"
@@ -65,52 +63,28 @@ def training_stats(train: pd.DataFrame, features: pd.DataFrame, handcrafted: lis
     }
 
 
-def _calibration_record(fitted: FittedReference) -> dict[str, Any]:
-    targets = {}
-    for target, calibrator in zip(fitted.schema.targets, fitted.calibrators, strict=True):
-        cutpoints = getattr(calibrator, "cutpoints_", None)
-        targets[target] = {"kind": "cutpoints" if cutpoints is not None else "round",
-                           "cutpoints": None if cutpoints is None else [float(c) for c in cutpoints]}
-    return {"targets": targets}
-
-
-def _restore_calibrators(record: dict[str, Any], schema: DatasetSchema
-                         ) -> tuple[RoundingCalibrator | CutpointCalibrator, ...]:
-    calibrators = []
-    for target in schema.targets:
-        entry = record["targets"][target]
-        calibrator = make_calibrator(entry["kind"], schema.grid)
-        if entry["kind"] == "cutpoints":
-            calibrator.cutpoints_ = np.asarray(entry["cutpoints"], dtype=float)
-        calibrators.append(calibrator)
-    return tuple(calibrators)
-
-
 def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str, Any], stats: dict[str, Any],
-                   feature_config: dict[str, Any], trained_on: dict[str, Any], scheme: str) -> dict[str, Any]:
+                   feature_config: dict[str, Any], trained_on: dict[str, Any], scheme: str, seed: int
+                   ) -> dict[str, Any]:
     """Write the artifact's files into `directory` (the caller makes it appear atomically); return the
     manifest."""
     joblib.dump(fitted.model, directory / MODEL, compress=3)
-    write_json_file(directory / CALIBRATION, _calibration_record(fitted))
+    write_json_file(directory / CALIBRATION, {"targets": calibration_record(fitted.calibrators, fitted.schema.targets)})
     write_json_file(directory / FEATURES, {"feature_columns": list(fitted.feature_columns), **feature_config})
     write_json_file(directory / SCHEMA, params["dataset"])
     write_json_file(directory / STATS, stats)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "arm": "xgb",
-        "kind": "reference",
+    return write_manifest(directory, {
+        "arm": ARM,
+        "kind": KIND,
         "gate_valid": True,
         "smoke": False,
         "trained_on": trained_on,
         "calibration": {"kind": params["xgb"]["calibration"], "inner_scheme": scheme,
                         "inner_splits": int(params["xgb"]["inner_splits"])},
+        "seed": seed,
         "params": {key: params[key] for key in ("seed", "dataset", "prepare", "features", "embeddings", "xgb")},
         "packages": package_versions(PACKAGES),
-        "files": {name: file_digest(directory / name) for name in (MODEL, CALIBRATION, FEATURES, SCHEMA, STATS)},
-    }
-    write_json_file(directory / MANIFEST, manifest)
-    return manifest
+    })
 
 
 def feature_config(params: dict[str, Any], columns: list[str]) -> dict[str, Any]:
@@ -132,12 +106,13 @@ def build_reference(directory: Path, essays: pd.DataFrame, features: pd.DataFram
     cutpoints from inner prompt-holdout out-of-fold predictions, and write the artifact into `directory`.
     Returns the fitted model and the manifest. `train_final` calls it on every prepared essay."""
     schema = DatasetSchema.from_params(params)
-    fitted = fit_reference(essays, features, INNER_SCHEME, params["xgb"], int(params["seed"]), schema, source)
+    seed = final_seed(params, ARM)
+    fitted = fit_reference(essays, features, INNER_SCHEME, params["xgb"], seed, schema, source)
     config = feature_config(params, list(features.columns))
     trained_on = {"essays": len(essays), "prompts": int(essays["prompt"].nunique()), "inputs_md5": inputs_md5 or {}}
     manifest = save_reference(directory, fitted, params=params,
                               stats=training_stats(essays, features, config["handcrafted"]),
-                              feature_config=config, trained_on=trained_on, scheme=INNER_SCHEME)
+                              feature_config=config, trained_on=trained_on, scheme=INNER_SCHEME, seed=seed)
     return fitted, manifest
 
 
@@ -160,20 +135,12 @@ class ReferenceArtifact:
 def load_reference(directory: Path) -> ReferenceArtifact:
     """Load and verify an artifact (every file's sha256 against its manifest); one clear error otherwise."""
     directory = Path(directory)
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise InputError(f"{manifest_path}: no model artifact here (run `dvc repro train_final`)")
-    manifest = read_json(manifest_path)
-    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{manifest_path}: not a {FORMAT} v{FORMAT_VERSION} artifact")
-    if manifest.get("kind") != "reference":
-        raise InputError(f"{manifest_path}: a {manifest.get('kind')!r} artifact, not the reference arm's")
-    verify_files(directory, manifest)
+    manifest = open_artifact(directory, KIND)
     params_schema = read_json(directory / SCHEMA)
     schema = DatasetSchema.from_params({"dataset": params_schema})
     features = read_json(directory / FEATURES)
     model = joblib.load(directory / MODEL)
-    calibrators = _restore_calibrators(read_json(directory / CALIBRATION), schema)
+    calibrators = restore_calibrators(read_json(directory / CALIBRATION)["targets"], schema.targets, schema.grid)
     stats = read_json(directory / STATS)
     fitted = FittedReference(model, calibrators, schema, tuple(features["feature_columns"]), str(directory),
                              int(stats["n_essays"]))

@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from stages.lib.core.formatting import num
+
 PER_RUN = (("mean_qwk", ("qwk", "mean")), ("sd_qwk", ("qwk", "std")), ("worst_prompt_qwk", ("worst_prompt_qwk",)),
            ("low_tail_adjacent", ("tails", "low_adjacent")), ("high_tail_adjacent", ("tails", "high_adjacent")),
            ("n_seeds", ("n_seeds",)), ("seed_sd_mean_qwk", ("seed_sd", "qwk", "mean")),
@@ -45,10 +47,6 @@ def headline(decision: dict[str, Any], arm_metrics: dict[str, dict[str, Any] | N
     return {PREFIX + key: value for key, value in record.items()}
 
 
-def _num(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) and value == value else "—"
-
-
 def _line(text: str) -> str:
     return text if len(text) <= WIDTH else text[:WIDTH - 1] + "…"
 
@@ -69,7 +67,7 @@ def summary_text(record: dict[str, Any], runs: list[tuple[str, str]], not_run: l
              f"{'arm':<12} {'scheme':<16} {'QWK mean ± SD':<15} {'worst prompt':>12} {'low tail':>9} {'high tail':>9} "
              f"{'seeds':>5} {'seed SD: QWK / worst':>21}"]
     for arm, scheme in runs:
-        value = {name: _num(record[f"{arm}.{scheme}.{name}"]) for name, _ in PER_RUN}
+        value = {name: num(record[f"{arm}.{scheme}.{name}"]) for name, _ in PER_RUN}
         qwk = f"{value['mean_qwk']} ± {value['sd_qwk']}"
         seeds = record[f"{arm}.{scheme}.n_seeds"] or 1
         noise = (f"{value['seed_sd_mean_qwk']} / {value['seed_sd_worst_prompt_qwk']}" if seeds > 1

@@ -40,14 +40,6 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def num(value: object, digits: int = 3, signed: bool = False) -> str:
-    """A number for a table ('—' when missing or not finite)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or value != value or value in (
-            float("inf"), float("-inf")):
-        return "—"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
 def table(header: list[str], rows: list[list[Cell | str]], caption: str = "") -> str:
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []

@@ -12,11 +12,12 @@ from typing import Any
 
 import pandas as pd
 
+from stages.lib.core.formatting import num
 from stages.lib.core.paths import ADR, ARM_REPORTS_DIR, DATA_METRICS
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.checklist import ITEMS
 from stages.lib.gate.criteria import GateConfig
-from stages.lib.reporting.html import Cell, bullets, esc, figure, heading, num, para, table
+from stages.lib.reporting.html import Cell, bullets, esc, figure, heading, para, table
 
 SECTIONS = ("summary", "data", "agreement", "per-prompt", "subgroups", "residuals", "gate", "verdict", "definitions")
 
@@ -57,7 +58,7 @@ class ReportInputs:
 
 
 def _flag(value: Any, bad: bool, digits: int = 3, signed: bool = False) -> Cell:
-    return Cell(num(value, digits, signed), "flag" if bad else "")
+    return Cell(num(value, digits, signed=signed), "flag" if bad else "")
 
 
 def summary(r: ReportInputs) -> list[str]:

@@ -7,10 +7,12 @@ calibrator's monotone map (`transform`) carried onto its scale and rounded onto 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from stages.lib.data.schema import DatasetSchema, ScoreGrid
-from stages.lib.scoring.metrics import qwk_categories
+from stages.lib.scoring.qwk import qwk_categories
 
 
 class RoundingCalibrator:
@@ -132,3 +134,28 @@ def make_calibrator(kind: str, grid: ScoreGrid) -> RoundingCalibrator | Cutpoint
     if kind == "cutpoints":
         return CutpointCalibrator(grid)
     raise ValueError(f"unknown calibration {kind!r}; expected 'round' or 'cutpoints'")
+
+
+def calibration_record(calibrators: tuple[Calibrator, ...], targets: tuple[str, ...] | list[str]
+                       ) -> dict[str, dict[str, Any]]:
+    """Per target, what restores its calibrator: the kind and the cutpoints at full precision (None for
+    rounding)."""
+    out = {}
+    for target, calibrator in zip(targets, calibrators, strict=True):
+        cutpoints = getattr(calibrator, "cutpoints_", None)
+        out[target] = {"kind": "cutpoints" if cutpoints is not None else "round",
+                       "cutpoints": None if cutpoints is None else [float(c) for c in cutpoints]}
+    return out
+
+
+def restore_calibrators(record: dict[str, dict[str, Any]], targets: tuple[str, ...] | list[str], grid: ScoreGrid
+                        ) -> tuple[Calibrator, ...]:
+    """The calibrators `calibration_record` wrote, one per target in `targets` order."""
+    calibrators = []
+    for target in targets:
+        entry = record[target]
+        calibrator = make_calibrator(entry["kind"], grid)
+        if entry["kind"] == "cutpoints":
+            calibrator.cutpoints_ = np.asarray(entry["cutpoints"], dtype=float)
+        calibrators.append(calibrator)
+    return tuple(calibrators)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
+from stages.lib.scoring import qwk as qk
 
 
 def common(frame: pd.DataFrame, schema: DatasetSchema, kind: str, target: str) -> np.ndarray:
@@ -47,8 +48,8 @@ def table_qwk(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> float:
     prompts = frame["prompt"].unique()
     if schema.shares_scale(prompts, target):
         grid = schema.grid_for(prompts[0], target) if len(prompts) else schema.grid
-        return m.qwk(frame[f"true_{target}"].to_numpy(), frame[f"grid_{target}"].to_numpy(), grid)
-    per_prompt = [m.qwk(g[f"true_{target}"].to_numpy(), g[f"grid_{target}"].to_numpy(),
+        return qk.qwk(frame[f"true_{target}"].to_numpy(), frame[f"grid_{target}"].to_numpy(), grid)
+    per_prompt = [qk.qwk(g[f"true_{target}"].to_numpy(), g[f"grid_{target}"].to_numpy(),
                         schema.grid_for(name, target)) for name, g in frame.groupby("prompt", sort=True)]
     return float(np.nanmean(per_prompt)) if np.isfinite(per_prompt).any() else float("nan")
 
@@ -69,7 +70,7 @@ def per_prompt_table(frame: pd.DataFrame, schema: DatasetSchema, target: str | N
             "n": len(group),
             "fold": int(group["fold"].iloc[0]) if group["fold"].nunique() == 1 else -1,
             "scale": grid.label(),
-            "qwk": m.qwk(t, g, grid),
+            "qwk": qk.qwk(t, g, grid),
             "exact": m.exact_agreement(t, g, grid),
             "adjacent": m.adjacent_agreement(t, g, grid),
             "mean_residual": float(np.mean(residual[index])),
@@ -100,7 +101,7 @@ def fold_qwk(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> list[fl
         if not len(prompts) or not schema.shares_scale(prompts, target):
             out.append(float("nan"))
             continue
-        out.append(m.qwk(group[f"true_{target}"].to_numpy(), group[f"grid_{target}"].to_numpy(),
+        out.append(qk.qwk(group[f"true_{target}"].to_numpy(), group[f"grid_{target}"].to_numpy(),
                          schema.grid_for(prompts[0], target)))
     return out
 
@@ -128,7 +129,7 @@ def qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: str, min_pro
         "fold_mean": float(np.nanmean(per_fold)) if over_folds else None,
         "prompt_mean": prompt_mean,
         "n_prompts": len(prompts),
-        "pooled": m.qwk(rows[f"true_{target}"].to_numpy(), rows[f"grid_{target}"].to_numpy(), grid)
+        "pooled": qk.qwk(rows[f"true_{target}"].to_numpy(), rows[f"grid_{target}"].to_numpy(), grid)
         if same else None,
         "pooled_omitted": None if same else MIXED_SCALES,
         "per_fold": per_fold,

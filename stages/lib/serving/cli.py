@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from tqdm import tqdm
 
 from stages.lib.core.atomic import json_text, set_aside, sweep_stale_temps, temp_sibling
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.hashing import file_digest
 from stages.lib.core.paths import DECISION, MODELS_DIR
 from stages.lib.serving.flags import FLAGS
 from stages.lib.serving.models import load_artifact, make_scorer
@@ -88,11 +88,7 @@ class ScoresWriter:
     def finish(self) -> str:
         """Close the scores temp; return (and keep as `sha256`) its sha256."""
         self._close()
-        digest = hashlib.sha256()
-        with self.tmp.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        self.sha256 = digest.hexdigest()
+        self.sha256 = file_digest(self.tmp)
         return self.sha256
 
     def publish(self, record: dict[str, Any]) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stages.lib.artifacts.files import MANIFEST, read_manifest
 from stages.lib.core.errors import InputError
 from stages.lib.reference.artifact import load_reference
-from stages.lib.serving.artifact_files import MANIFEST, read_json
 
 
 def load_artifact(path: Path) -> Any:
     """A `ReferenceArtifact` or a `TransformerArtifact`, verified against its manifest."""
-    kind = read_json(Path(path) / MANIFEST).get("kind")
+    kind = read_manifest(Path(path)).get("kind")
     if kind == "reference":
         return load_reference(path)
     if kind == "transformer":

@@ -13,11 +13,12 @@ from typing import Any
 
 import yaml
 
+from stages.lib.artifacts.files import MANIFEST
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.core.io import read_json_object
 from stages.lib.core.runinfo import package_versions
 from stages.lib.reference.artifact import PACKAGES
-from stages.lib.serving.artifact_files import MANIFEST
 from stages.lib.serving.flags import RULES
 
 REFERENCE_ARM = "xgb"
@@ -64,7 +65,7 @@ def decision_summary(path: Path) -> dict[str, Any] | None:
     """The decision record's verdict and chosen arm (None when there is no record)."""
     if not path.is_file():
         return None
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_json_object(path)
     return {"path": path.as_posix(), "md5": file_digest(path, "md5"), "verdict": record.get("verdict"),
             "chosen_arm": record.get("chosen_arm") or None, "gate_valid": record.get("gate_valid"),
             "evidence_utc": record.get("evidence_utc")}

@@ -8,10 +8,6 @@ with columns `line`, `id`, `prompt` (None when absent) and `text` (raw, as in th
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +17,11 @@ import pyarrow
 import pyarrow.parquet as pq
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.hashing import file_digest
+from stages.lib.core.io import check_utf8_csv, csv_records, ragged_record, record_name
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -52,55 +49,6 @@ def _kind(path: Path) -> str:
     if suffix in PARQUET_SUFFIXES:
         return "parquet"
     raise InputError(f"{path}: unsupported input type {suffix or '(no suffix)'!r}; expected a .csv or .parquet file")
-
-
-def _check_utf8(path: Path) -> str:
-    """Stream the bytes through a strict UTF-8 decoder; name the line and byte offset of the first bad byte.
-    Returns the file's sha256."""
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
-    digest = hashlib.sha256()
-    offset, lines = 0, 1
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_BLOCK), b""):
-            digest.update(block)
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as exc:
-                bad = offset + exc.start
-                line = lines + block.count(b"\n", 0, exc.start)
-                raise InputError(f"{path}: line {line:,}: byte 0x{block[exc.start]:02x} at offset {bad:,} is not "
-                                 f"UTF-8 ({exc.reason}); re-save the file as UTF-8") from None
-            offset += len(block)
-            lines += block.count(b"\n")
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: line {lines:,}: the file ends inside a UTF-8 character (truncated?); "
-                             "re-save the file as UTF-8") from None
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(first text line, fields) of every non-blank CSV record, the header first."""
-    csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh)
-        end = 0
-        try:
-            for fields in reader:
-                start, end = end + 1, reader.line_num
-                if fields:
-                    yield start, fields
-        except csv.Error as exc:
-            raise InputError(f"{path}: line {reader.line_num:,}: not a readable CSV record ({exc})") from None
 
 
 def _resolve_columns(path: Path, names: list[str], wanted: Columns, explicit: set[str], where: str) -> Columns:
@@ -138,8 +86,8 @@ class _Ids:
 def _inspect_csv(path: Path, wanted: Columns, explicit: set[str]) -> InputFile:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (no header, no essays)")
-    sha = _check_utf8(path)
-    records = _csv_records(path)
+    sha = check_utf8_csv(path)
+    records = csv_records(path)
     first = next(records, None)
     if first is None:
         raise InputError(f"{path}: empty file (no header, no essays)")
@@ -148,12 +96,12 @@ def _inspect_csv(path: Path, wanted: Columns, explicit: set[str]) -> InputFile:
     id_at = header.index(columns.id) if columns.id else None
     ids = _Ids(path, columns.id) if columns.id else None
     n = 0
-    for line, fields in records:
+    for number, (line, fields) in enumerate(records, 2):
+        where = record_name(number, line)
         if len(fields) != len(header):
-            raise InputError(f"{path}: line {line:,}: {len(fields)} field(s), the header has {len(header)} "
-                             "(an unquoted comma or line break?)")
+            raise ragged_record(path, where, len(fields), len(header))
         if ids is not None:
-            ids.add(fields[id_at], f"line {line:,}")
+            ids.add(fields[id_at], where)
         n += 1
     if n == 0:
         raise InputError(f"{path}: a header but no essays")
@@ -170,7 +118,7 @@ def _parquet(path: Path) -> pq.ParquetFile:
 def _inspect_parquet(path: Path, wanted: Columns, explicit: set[str]) -> InputFile:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (no schema, no essays)")
-    sha = _sha256(path)
+    sha = file_digest(path)
     file = _parquet(path)
     columns = _resolve_columns(path, file.schema_arrow.names, wanted, explicit, "schema")
     n = file.metadata.num_rows
@@ -227,7 +175,7 @@ def iter_batches(source: InputFile, batch_size: int) -> Iterator[pd.DataFrame]:
     cols = source.columns
     rows: list[tuple[int, object, object, object]] = []
     if source.kind == "csv":
-        records = _csv_records(source.path)
+        records = csv_records(source.path)
         _, header = next(records)
         at = {name: header.index(name) for name in (cols.text, cols.id, cols.prompt) if name}
         for number, (line, fields) in enumerate(records, 1):

@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stages.lib.artifacts.files import backbone_fingerprint
 from stages.lib.core.errors import InputError
 from stages.lib.data.text import normalise_text, stable_id, word_count
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.encoders.embedding import embed_texts
 from stages.lib.features.store_builder import compute, load_tools
 from stages.lib.reference.artifact import ReferenceArtifact
-from stages.lib.serving.artifact_files import backbone_fingerprint
 from stages.lib.serving.flags import FLAGS, FlagRules, Flags
 
 SCORE_SUFFIX = ""  # on-grid score column: the target's name

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib.core.errors import InputError
+from stages.lib.artifacts.files import SCHEMA, STATS, open_artifact
+from stages.lib.core.io import read_json
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.calibration import make_calibrator, own_scales
-from stages.lib.serving.artifact_files import FORMAT, MANIFEST, SCHEMA, STATS, read_json, verify_files
+from stages.lib.scoring.calibration import own_scales, restore_calibrators
 from stages.lib.serving.flags import FlagRules
 from stages.lib.serving.scorer import BatchScorer, check_backbone, output_columns
 from stages.lib.training.final import CONFIG, KIND, load_final_model
@@ -39,10 +39,7 @@ class TransformerArtifact:
 def load_transformer(directory: Path) -> TransformerArtifact:
     """Load and verify (every file's sha256 against the manifest) a transformer artifact."""
     directory = Path(directory)
-    manifest = read_json(directory / MANIFEST)
-    if manifest.get("format") != FORMAT or manifest.get("kind") != KIND:
-        raise InputError(f"{directory / MANIFEST}: not a {FORMAT} transformer artifact")
-    verify_files(directory, manifest)
+    manifest = open_artifact(directory, KIND)
     schema = DatasetSchema.from_params({"dataset": read_json(directory / SCHEMA)})
     return TransformerArtifact(directory, manifest, schema, read_json(directory / STATS),
                                read_json(directory / CONFIG))
@@ -59,13 +56,7 @@ class TransformerScorer(BatchScorer):
         self.budget = config["budget"]
         self.mean = np.asarray(config["target_scale"]["mean"])
         self.std = np.asarray(config["target_scale"]["std"])
-        self.calibrators = []
-        for target in artifact.schema.targets:
-            entry = config["calibration"][target]
-            calibrator = make_calibrator(entry["kind"], artifact.schema.grid)
-            if entry["kind"] == "cutpoints":
-                calibrator.cutpoints_ = np.asarray(entry["cutpoints"], dtype=float)
-            self.calibrators.append(calibrator)
+        self.calibrators = restore_calibrators(config["calibration"], artifact.schema.targets, artifact.schema.grid)
         prep = artifact.manifest["params"]["prepare"]
         self.rules = FlagRules(artifact.schema, artifact.stats,
                                {"min_words": prep["min_words"], "max_words": prep["max_words"]})
@@ -81,6 +72,6 @@ class TransformerScorer(BatchScorer):
         out = predict(self.model, data, self.accelerator, pad_id=self.tokenizer.pad_token_id,
                       batch_size=int(self.budget["eval_batch_size"]), fold=-1)
         common = out.pred.numpy().astype(float) * self.std + self.mean
-        continuous, on_grid = own_scales(common, tuple(self.calibrators), np.asarray(prompts, dtype=object),
+        continuous, on_grid = own_scales(common, self.calibrators, np.asarray(prompts, dtype=object),
                                          self.artifact.schema)
         return None, continuous, on_grid

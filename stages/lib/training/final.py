@@ -1,16 +1,13 @@
-"""A transformer arm's final model: the `finetune` stage's code path (`fold_essays.select_essays`, `encode`,
-`target_scale`, `runtime.open_runtime` → `build`, the ridge head initialisation, `trainer.train`,
-`trainer.predict`) run on every prepared essay instead of one fold's training essays, with the held-out
-training slice calibrating the grid cutpoints exactly as in a fold. Saved the peft way (adapter config +
+"""A transformer arm's final model: the training recipe (`recipe.fit_arm`) a `finetune` fold runs, on every
+prepared essay instead of one fold's training essays, with the arm's final seed (`config.final_seed`) and the
+held-out training slice calibrating the grid cutpoints exactly as in a fold. Saved the peft way (adapter config +
 weights, loadable offline onto the budget's backbone) beside the head, the target scale and the cutpoints.
 On a budget with `gate_valid: false` (the CPU budget) the artifact is a smoke artifact and says so."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +15,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stages.lib.artifacts.files import SCHEMA, STATS, backbone_fingerprint, percentiles, write_json_file, write_manifest
+from stages.lib.core.config import final_seed
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.scoring.calibration import CutpointCalibrator, RoundingCalibrator, fit_calibrators
-from stages.lib.serving.artifact_files import (
-    FORMAT,
-    FORMAT_VERSION,
-    MANIFEST,
-    SCHEMA,
-    STATS,
-    backbone_fingerprint,
-    file_hashes,
-    percentiles,
-    write_json_file,
-)
-from stages.lib.training.essay_model import EssayRegressor, fit_head
+from stages.lib.scoring.calibration import Calibrator, calibration_record, fit_calibrators
+from stages.lib.training.essay_model import EssayRegressor
 from stages.lib.training.finetune_config import Budget, LoraSettings, SpeedSettings, finetune_config
-from stages.lib.training.fold_essays import FoldEssays, encode, select_essays, target_scale
-from stages.lib.training.objectives import make_objective
+from stages.lib.training.fold_essays import FoldEssays, select_essays
+from stages.lib.training.recipe import fit_arm
 from stages.lib.training.runtime import open_runtime
-from stages.lib.training.trainer import predict, train
 
 ADAPTER = "adapter"  # peft's save_pretrained directory (or the whole encoder for a full fine-tune)
 HEAD = "head.safetensors"
@@ -57,40 +44,30 @@ class FinalRun:
     tokenizer: Any
     mean: np.ndarray
     std: np.ndarray
-    calibrators: tuple[RoundingCalibrator | CutpointCalibrator, ...]
+    calibrators: tuple[Calibrator, ...]
     essays: FoldEssays
     log: dict[str, Any]
 
 
 def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> FinalRun:
-    """Train `arm` on every essay of `essays_all` as `finetune` trains on a fold (see the module docstring)."""
+    """Train `arm` on every essay of `essays_all` through the training recipe, as `finetune` trains on a fold,
+    with the arm's final seed (see the module docstring)."""
     t0 = time.perf_counter()
     cfg = finetune_config(params)
-    schema, budget, seed = DatasetSchema.from_params(params), cfg.budget, int(params["seed"])
+    schema, budget, seed = DatasetSchema.from_params(params), cfg.budget, final_seed(params, arm)
     runtime = open_runtime(budget, seed)
-    tokenizer = runtime.tokenizer
     essays = select_essays(essays_all, essays_all.iloc[:0], budget, seed)
-    targets = list(schema.targets)
-    y_train, y_held = schema.common_targets(essays.train), schema.common_targets(essays.held)
-    mean, std = target_scale(y_train)
-    train_set = encode(essays.train, tokenizer, budget, (y_train - mean) / std, essays.groups(essays.train))
-    held_set = encode(essays.held, tokenizer, budget, groups=essays.groups(essays.held))
-    model, objective, accelerator = runtime.build(
-        len(targets), lambda m: make_objective(arm, m.hidden_size, essays.prompts, cfg.objectives[arm]))
-    infer = partial(predict, model, accelerator=accelerator, pad_id=tokenizer.pad_token_id,
-                    batch_size=budget.eval_batch_size, fold=FINAL_FOLD)
-    head_alpha = fit_head(model, infer(train_set).rep.numpy(), train_set.targets, train_set.target_mask) \
-        if budget.head_init == "ridge" else None
-    training = train(model, objective, train_set, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=seed,
-                     fold=FINAL_FOLD)
-    held_pred = infer(held_set).pred.numpy() * std + mean
-    calibrators = fit_calibrators(budget.calibration, schema.grid, held_pred, y_held)
+    fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives[arm], seed, FINAL_FOLD)
+    calibrators = fit_calibrators(budget.calibration, schema.grid, fitted.common_scale(fitted.infer(fitted.held_set)),
+                                  schema.common_targets(essays.held))
     log = {"n_essays": {"prepared": len(essays_all), "trained": len(essays.train), "holdout": len(essays.held),
                         "train_prompts": len(essays.prompts)},
-           "head_init": {"kind": budget.head_init, "ridge_alpha": head_alpha},
-           "micro_batches": training.get("micro_batches"), "precision": runtime.plan.name,
+           "seed": seed,
+           "head_init": {"kind": budget.head_init, "ridge_alpha": fitted.head_alpha},
+           "micro_batches": fitted.training.get("micro_batches"), "precision": runtime.plan.name,
            "seconds": round(time.perf_counter() - t0, 1)}
-    return FinalRun(arm, budget, model, tokenizer, mean, std, calibrators, essays, log)
+    return FinalRun(arm, budget, fitted.model, runtime.tokenizer, fitted.scale.mean, fitted.scale.std, calibrators,
+                    essays, log)
 
 
 def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone: dict[str, Any]) -> dict[str, Any]:
@@ -110,14 +87,11 @@ def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone:
         "backbone": backbone,
         "targets": list(schema.targets),
         "target_scale": {"mean": [float(m) for m in run.mean], "std": [float(s) for s in run.std]},
-        "calibration": {t: {"kind": "cutpoints" if getattr(c, "cutpoints_", None) is not None else "round",
-                            "cutpoints": None if getattr(c, "cutpoints_", None) is None
-                            else [float(x) for x in c.cutpoints_]}
-                        for t, c in zip(schema.targets, run.calibrators, strict=True)},
+        "calibration": calibration_record(run.calibrators, schema.targets),
         "training": run.log | {"seconds": None},  # no wall-clock in the artifact (the stage prints it)
         "packages": package_versions(PACKAGES),
     }
-    (directory / CONFIG).write_text(json.dumps(config, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json_file(directory / CONFIG, config)
     return config
 
 
@@ -174,18 +148,17 @@ def build_transformer(directory: Path, arm: str, essays: pd.DataFrame, params: d
     write_json_file(directory / SCHEMA, params["dataset"])
     write_json_file(directory / STATS, stats)
     name = params["finetune"]["budget"]
-    manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "arm": arm, "kind": KIND,
+    manifest = write_manifest(directory, {
+        "arm": arm, "kind": KIND,
         "gate_valid": bool(budget.gate_valid), "smoke": not budget.gate_valid, "budget": name,
         "backbone": budget.backbone,
         "trained_on": {"essays": len(run.essays.train), "holdout": len(run.essays.held),
                        "prepared": len(essays), "prompts": int(essays["prompt"].nunique())},
         "calibration": {"kind": budget.calibration, "fitted_on": "the held-out training slice (as in a fold)"},
+        "seed": run.log["seed"],
         "params": {"seed": params["seed"], "dataset": params["dataset"], "prepare": params["prepare"],
                    "finetune": {"budget": name, "budgets": {name: params["finetune"]["budgets"][name]},
                                 "objectives": {arm: params["finetune"]["objectives"][arm]}}},
         "packages": package_versions(PACKAGES),
-        "files": file_hashes(directory),
-    }
-    write_json_file(directory / MANIFEST, manifest)
+    })
     return run, manifest

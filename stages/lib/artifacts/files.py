@@ -1,5 +1,6 @@
-"""What every final-model artifact directory shares: its format tag, the manifest and schema / training-stats
-file names, file hashing, the backbone fingerprint and the percentile summary the out-of-range flags use."""
+"""What every final-model artifact directory shares: its format tag and version, the manifest and schema /
+training-stats file names, the manifest's write and verify (one loader check for every kind), file hashing, the
+backbone fingerprint and the percentile summary the out-of-range flags use."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.core.io import read_json
 from stages.lib.encoders.backbone import resolve_backbone
 
 FORMAT = "aes-gate-final-model"
@@ -65,13 +67,38 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
     return out
 
 
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Stamp `manifest` with the format, its version and the sha256 of every other file in `directory`, and
+    write it there (the caller makes the directory appear atomically); return it."""
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": file_hashes(directory)}
+    write_json_file(directory / MANIFEST, manifest)
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """The manifest of an artifact directory, checked for format and version (not yet its files)."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise InputError(f"{path}: no model artifact here (run `dvc repro train_final`)")
+    manifest = read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InputError(f"{path}: not a {FORMAT} artifact")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: format version {manifest.get('format_version')!r}; this code reads version "
+                         f"{FORMAT_VERSION} (refit it with `dvc repro`)")
+    return manifest
+
+
+def open_artifact(directory: Path, kind: str) -> dict[str, Any]:
+    """The verified manifest of an artifact of `kind`: format, version, kind and every file's sha256 checked;
+    one clear error otherwise."""
+    manifest = read_manifest(directory)
+    if manifest.get("kind") != kind:
+        raise InputError(f"{Path(directory) / MANIFEST}: a {manifest.get('kind')!r} artifact, not a {kind!r} one")
+    verify_files(Path(directory), manifest)
+    return manifest
+
+
 def write_json_file(path: Path, payload: Any) -> None:
     """Plain JSON into an artifact directory (the caller makes the directory appear atomically)."""
     path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: unreadable model artifact file ({exc})") from exc

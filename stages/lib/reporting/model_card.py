@@ -11,19 +11,9 @@ from typing import Any
 
 import pandas as pd
 
+from stages.lib.core.formatting import md_table, num
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.serving.flags import RULES
-
-
-def _num(value: Any, digits: int = 3, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
-            *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _flag(text: str, flagged: bool) -> str:
@@ -62,7 +52,7 @@ def _transformer_model_section(c: CardInputs) -> list[str]:
         f"{schema.grid.step:g}{scales_note(schema)}; cutpoints ({m['calibration']['kind']}) fitted on "
         f"{m['calibration']['fitted_on']}.",
         f"- **Trained on:** {m['trained_on']['essays']:,} essays (+{m['trained_on']['holdout']} held out) of "
-        f"{m['trained_on']['prepared']:,}, seed {m['params']['seed']}.",
+        f"{m['trained_on']['prepared']:,}, seed {m['seed']} (the first of the arm's training seeds).",
     ]
 
 
@@ -100,7 +90,7 @@ def _model_section(c: CardInputs) -> list[str]:
         f"({m['calibration']['inner_splits']} inner folds, {m['calibration']['inner_scheme']}: prompts held out, "
         "as for new prompts).",
         f"- **Trained on:** {m['trained_on']['essays']:,} essays over {m['trained_on']['prompts']} prompts, seed "
-        f"{p['seed']}; scikit-learn {m['packages'].get('scikit-learn', '?')}, xgboost "
+        f"{m['seed']} (the first of `seeds.xgb`); scikit-learn {m['packages'].get('scikit-learn', '?')}, xgboost "
         f"{m['packages'].get('xgboost', m['packages'].get('xgboost-cpu', '?'))}.",
     ]
 
@@ -136,26 +126,26 @@ def _evidence_section(c: CardInputs) -> list[str]:
             sd = s["seed_sd"]
             lines += [f"- {scheme}: every figure is the mean over {s['n_seeds']} training seeds; SD over seeds "
                       f"(training noise) {sd['qwk']['mean']:.3f} for mean QWK, {sd['worst_prompt_qwk']:.3f} for "
-                      "worst-prompt QWK. The final model is fitted with the first seed."]
+                      f"worst-prompt QWK. The final model is fitted with the first, seed {c.manifest['seed']}."]
     lines += [""] if lines[-1] != "" else []
     rows = []
     for scheme, s in c.arm_metrics.items():
         if s is None:
             rows.append([scheme, "not run", "—", "—", "—", "—", "—"])
             continue
-        rows.append([scheme, f"{s['qwk']['mean']:.3f} ± {s['qwk']['std']:.3f}", _num(s["qwk"].get("pooled")),
-                     _num(s["worst_prompt_qwk"]), f"{_num(s['tails']['low_adjacent'])} / "
-                     f"{_num(s['tails']['high_adjacent'])}", _num(s["agreement"]["exact"]), _num(s["mcrmse"])])
-    lines += _table(["scheme", f"mean QWK ± SD ({arm}, {c.params['dataset']['primary']})", "pooled QWK",
+        rows.append([scheme, f"{s['qwk']['mean']:.3f} ± {s['qwk']['std']:.3f}", num(s["qwk"].get("pooled")),
+                     num(s["worst_prompt_qwk"]), f"{num(s['tails']['low_adjacent'])} / "
+                     f"{num(s['tails']['high_adjacent'])}", num(s["agreement"]["exact"]), num(s["mcrmse"])])
+    lines += md_table(["scheme", f"mean QWK ± SD ({arm}, {c.params['dataset']['primary']})", "pooled QWK",
                      f"worst-prompt QWK (bottom {ev['bottom_k']}, n ≥ {ev['min_prompt_n']})",
                      "low / high tail adjacent", "exact agreement", "MCRMSE"], rows)
     done = {k: v for k, v in c.arm_metrics.items() if v is not None}
     if done:
         targets = list(next(iter(done.values()))["qwk_by_trait"])
         lines += ["", f"### QWK per trait (mean over folds; ⚑ below {rep['qwk_flag']:.2f})", ""]
-        trait_rows = [[t, *(_flag(_num(s["qwk_by_trait"][t]["mean"]), s["qwk_by_trait"][t]["mean"] < rep["qwk_flag"])
+        trait_rows = [[t, *(_flag(num(s["qwk_by_trait"][t]["mean"]), s["qwk_by_trait"][t]["mean"] < rep["qwk_flag"])
                             for s in done.values())] for t in targets]
-        lines += _table(["trait", *done], trait_rows)
+        lines += md_table(["trait", *done], trait_rows)
         first_scheme, first = next(iter(done.items()))
         worst = ", ".join(f"{p} ({first['per_prompt_qwk'].get(p, float('nan')):.2f})"
                           for p in first.get("worst_prompts", []))
@@ -170,7 +160,7 @@ def _subgroups(c: CardInputs, scheme: str, s: dict[str, Any]) -> list[str]:
     overall = smd.get("overall")
     lines = ["", f"### Subgroups ({scheme}; ⚑ |SMD| > {rep['smd_flag']:.2f}, |DSM| > {rep['dsm_flag']:.2f})", "",
              f"Overall SMD (mean prediction − mean human score, in human SDs): "
-             f"{_flag(_num(overall, signed=True), overall is not None and abs(overall) > rep['smd_flag'])}.", ""]
+             f"{_flag(num(overall, signed=True), overall is not None and abs(overall) > rep['smd_flag'])}.", ""]
     dsm = c.dsm_tables.get(scheme)
     dsm_at = {} if dsm is None else {(r.subgroup, str(r.level)): float(r.dsm) for r in dsm.itertuples()}
     rows = []
@@ -179,9 +169,9 @@ def _subgroups(c: CardInputs, scheme: str, s: dict[str, Any]) -> list[str]:
             value, d = entry.get("smd"), dsm_at.get((column, str(level)))
             small = " (small n)" if entry["n"] < c.params["evaluate"]["min_prompt_n"] else ""
             rows.append([column, f"{level}{small}", f"{entry['n']:,}",
-                         _flag(_num(value, signed=True), value is not None and abs(value) > rep["smd_flag"]),
-                         _flag(_num(d, signed=True), d is not None and math.isfinite(d) and abs(d) > rep["dsm_flag"])])
-    lines += _table(["subgroup", "level", "essays", "SMD", "DSM"], rows)
+                         _flag(num(value, signed=True), value is not None and abs(value) > rep["smd_flag"]),
+                         _flag(num(d, signed=True), d is not None and math.isfinite(d) and abs(d) > rep["dsm_flag"])])
+    lines += md_table(["subgroup", "level", "essays", "SMD", "DSM"], rows)
     lines += ["", f"A level with fewer than {c.params['evaluate']['min_prompt_n']} essays is marked small n: its "
               "statistics move a lot with a few essays. DSM (RSMTool's difference of standardized means) is shown "
               "where `evaluate` wrote its subgroup table."]
@@ -204,10 +194,10 @@ def _gate_section(c: CardInputs) -> list[str]:
             if not g.get(f"{key}.evaluated"):
                 rows.append([cand, scheme, crit, "not evaluated", f"{threshold:+.3f}", "—"])
                 continue
-            ci = f"[{_num(g.get(f'{key}.ci_low'), signed=True)}, {_num(g.get(f'{key}.ci_high'), signed=True)}]"
-            rows.append([cand, scheme, crit, f"{_num(g.get(f'{key}.delta'), signed=True)} {ci}", f"{threshold:+.3f}",
+            ci = f"[{num(g.get(f'{key}.ci_low'), signed=True)}, {num(g.get(f'{key}.ci_high'), signed=True)}]"
+            rows.append([cand, scheme, crit, f"{num(g.get(f'{key}.delta'), signed=True)} {ci}", f"{threshold:+.3f}",
                          "pass" if g.get(f"{key}.pass") else "fail"])
-        lines += _table(["candidate", "scheme", "criterion", f"delta vs {g.get('reference', 'reference')} [CI]",
+        lines += md_table(["candidate", "scheme", "criterion", f"delta vs {g.get('reference', 'reference')} [CI]",
                          "threshold", "result"], rows)
     reasons = d.get("reasons") or []
     if reasons:
@@ -281,6 +271,6 @@ def render(c: CardInputs) -> str:
              "Generated by the `model_card` stage (`dvc repro`) from tracked evidence; do not edit by hand."]
     lines += ["", *_model_section(c), *_data_section(c), *_evidence_section(c), *_gate_section(c), *_others_section(c),
               *_use_section(c)]
-    lines += ["", "## Evidence files", "", *_table(["file", "md5"], [[f"`{k}`", f"`{v}`"]
+    lines += ["", "## Evidence files", "", *md_table(["file", "md5"], [[f"`{k}`", f"`{v}`"]
                                                                    for k, v in c.evidence_md5.items()])]
     return "\n".join(lines) + "\n"
