@@ -71,21 +71,27 @@ def split(essays: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return essays[~val].reset_index(drop=True), essays[val].reset_index(drop=True)
 
 
-def test_run_fold_is_fit_then_predict():
+def test_a_fold_learns_from_its_training_essays_only():
+    """The validation essays' scores never reach the fold's model or cutpoints; its training essays' do; each
+    essay's prediction depends on that essay alone (any order, any batching)."""
     params, (essays, features) = small_params(), invented()
     schema, cfg, seed = DatasetSchema.from_params(params), params["xgb"], int(params["seed"])
     train, val = split(essays)
     continuous, on_grid, log = run_fold(train, val, features, "prompt_holdout", cfg, seed, schema, "fold")
-    fitted = fit_reference(train, features, "prompt_holdout", cfg, seed, schema, "fold")
-    x_val = features.loc[val["essay_id"]].to_numpy(np.float32)
-    c2, g2 = fitted.predict(x_val, val["prompt"].to_numpy())
-    assert np.array_equal(continuous, c2) and np.array_equal(on_grid, g2)
-    assert log["cutpoints"] == fitted.cutpoints and set(log["cutpoints"]) == set(TARGETS)
     assert schema.grid.on_grid(on_grid).all() and np.unique(on_grid[:, 0]).size > 1
-    # rows scored in any batching give the same numbers
-    parts = [fitted.predict(x_val[i:i + 7], val["prompt"].to_numpy()[i:i + 7]) for i in range(0, len(val), 7)]
-    assert np.array_equal(np.concatenate([p[0] for p in parts]), continuous)
-    assert np.array_equal(np.concatenate([p[1] for p in parts]), on_grid)
+    assert set(log["cutpoints"]) == set(TARGETS)
+    scrambled = val.copy()
+    scrambled[TARGETS] = np.random.default_rng(1).permutation(val[TARGETS].to_numpy())[:, ::-1]
+    again = run_fold(train, scrambled, features, "prompt_holdout", cfg, seed, schema, "fold")
+    assert np.array_equal(again[0], continuous) and np.array_equal(again[1], on_grid)
+    assert again[2]["cutpoints"] == log["cutpoints"]
+    relabelled = train.copy()
+    relabelled["Overall"] = relabelled["Overall"].to_numpy()[::-1]
+    other = run_fold(relabelled, val, features, "prompt_holdout", cfg, seed, schema, "fold")
+    assert not np.array_equal(other[0][:, 0], continuous[:, 0])
+    order = np.random.default_rng(2).permutation(len(val))
+    shuffled = run_fold(train, val.iloc[order], features, "prompt_holdout", cfg, seed, schema, "fold")
+    assert np.array_equal(shuffled[0], continuous[order]) and np.array_equal(shuffled[1], on_grid[order])
 
 
 def test_a_prompt_with_its_own_grid_gets_the_calibration_carried_onto_it():
@@ -147,14 +153,17 @@ def test_train_final_writes_the_same_artifact_twice(tmp_path, monkeypatch):
     manifest = json.loads((model_dir("xgb") / "manifest.json").read_text())
     train_final.main()
     assert dvc_dir_md5(model_dir("xgb")) == first
-    assert manifest["trained_on"]["essays"] == len(essays) and manifest["params"]["seed"] == params["seed"]
+    assert manifest["trained_on"]["essays"] == len(essays) and manifest["seed"] == params["seeds"]["xgb"][0]
     assert manifest["calibration"]["inner_scheme"] == "prompt_holdout"
-    # every prepared essay, fitted as a fold would be (its cutpoints from inner prompt-holdout predictions)
+    # the final model is a prompt-holdout CV fold whose training fold is every prepared essay, fitted with the
+    # reference's first training seed
     schema = DatasetSchema.from_params(params)
-    fitted = fit_reference(essays, features, "prompt_holdout", params["xgb"], int(params["seed"]), schema, "x")
+    as_fold = run_fold(essays, essays, features, "prompt_holdout", params["xgb"], params["seeds"]["xgb"][0], schema,
+                       "all essays")
     loaded = load_reference(model_dir("xgb"))
-    x = features.to_numpy(np.float32)
-    assert np.array_equal(loaded.fitted.predict(x, essays["prompt"])[0], fitted.predict(x, essays["prompt"])[0])
+    x = features.loc[essays["essay_id"]].to_numpy(np.float32)
+    predicted = loaded.fitted.predict(x, essays["prompt"].to_numpy())
+    assert np.array_equal(predicted[0], as_fold[0]) and np.array_equal(predicted[1], as_fold[1])
 
 
 def arm_metrics(rng: np.random.Generator, arm: str, scheme: str) -> dict:

@@ -33,7 +33,7 @@ from stages.lib.serving.flags import FEATURE_MARGIN, MIN_FUNCTION_SHARE, FlagRul
 from stages.lib.serving.provenance import dvc_dir_md5, select_model
 from stages.lib.serving.reader import Columns, inspect_input, iter_batches
 from stages.lib.serving.scorer import ReferenceScorer
-from tests.conftest import CORPUS_DIR, REPO
+from tests.conftest import CORPUS_DIR, REPO, synthetic_raw
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
 needs_corpus = pytest.mark.skipif(not CORPUS_CSV.is_file(), reason="the ELLIPSE corpus is not beside the repository")
@@ -52,19 +52,12 @@ def small_params() -> dict:
     return params
 
 
-@pytest.fixture(scope="module")
-def fold(tmp_path_factory):
-    """A raw sample (6 prompts × 16 essays within the word window), prepared by `prepare`, its feature store
-    built by the features and embeddings stages' code, and prompt_holdout fold 0 of it."""
-    if not CORPUS_CSV.is_file():
-        pytest.skip("the ELLIPSE corpus is not beside the repository")
+def build_fold(raw: pd.DataFrame, root: Path) -> dict:
+    """`raw` prepared by `prepare`, its feature store built by the features and embeddings stages' code, the
+    reference artifact fitted on prompt_holdout fold 0's training essays, and that fold's raw essays as a CSV."""
     params = small_params()
     schema = DatasetSchema.from_params(params)
-    corpus = pd.read_csv(CORPUS_CSV, dtype=str, keep_default_na=False)
-    words = corpus["full_text"].str.split().str.len()
-    corpus = corpus[(words >= 220) & (words <= 600)]
-    prompts = corpus["prompt"].value_counts().index[:6]
-    raw = pd.concat([corpus[corpus["prompt"] == p].head(16) for p in prompts], ignore_index=True)
+    raw = raw.reset_index(drop=True)
     raw["id"] = [f"e{i:03d}" for i in range(len(raw))]
     essays, _ = prepare(raw, schema, params["prepare"], Path("sample.csv"))
     assert len(essays) == len(raw)  # nothing dropped, so raw row i is prepared row i
@@ -78,7 +71,6 @@ def fold(tmp_path_factory):
     features = pd.concat([handcrafted.set_index("essay_id"), embedded.set_index("essay_id")], axis=1, join="inner")
     val_mask = make_splits(essays, "prompt_holdout", 3, int(params["seed"]), schema)[0]
     train, val = essays[~val_mask].reset_index(drop=True), essays[val_mask].reset_index(drop=True)
-    root = tmp_path_factory.mktemp("score")
     artifact = root / "models" / "xgb"
     artifact.mkdir(parents=True)
     build_reference(artifact, train, features, params, "fold_0/train")
@@ -87,6 +79,32 @@ def fold(tmp_path_factory):
     raw_val[["id", "prompt", "full_text"]].to_csv(val_csv, index=False)
     return {"params": params, "schema": schema, "features": features, "train": train, "val": val,
             "raw": raw, "raw_val": raw_val, "val_csv": val_csv, "artifact": artifact, "root": root}
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    """A raw sample of the real corpus (6 prompts × 16 essays within the word window) through `build_fold`."""
+    if not CORPUS_CSV.is_file():
+        pytest.skip("the ELLIPSE corpus is not beside the repository")
+    corpus = pd.read_csv(CORPUS_CSV, dtype=str, keep_default_na=False)
+    words = corpus["full_text"].str.split().str.len()
+    corpus = corpus[(words >= 220) & (words <= 600)]
+    prompts = corpus["prompt"].value_counts().index[:6]
+    raw = pd.concat([corpus[corpus["prompt"] == p].head(16) for p in prompts], ignore_index=True)
+    return build_fold(raw, tmp_path_factory.mktemp("score"))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Invented essays (`conftest.synthetic_raw`: 6 prompts × 16) through `build_fold`: a real artifact for the
+    tests that need some model but not the corpus."""
+    raw = synthetic_raw(n_prompts=6, per_prompt=16).astype({t: str for t in TARGETS})
+    return build_fold(raw, tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_scorer(synthetic):
+    return ReferenceScorer(load_reference(synthetic["artifact"]))
 
 
 @pytest.fixture(scope="module")
@@ -129,26 +147,24 @@ def test_score_path_features_equal_the_feature_store(fold, scorer):
     assert np.array_equal(rows.to_numpy(), store.to_numpy())
 
 
-@needs_corpus
-def test_scoring_twice_is_byte_identical_and_independent_of_batch_size(fold, scorer, tmp_path):
+def test_scoring_twice_is_byte_identical_and_independent_of_batch_size(synthetic, synthetic_scorer, tmp_path):
     a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
-    score(fold, scorer, fold["val_csv"], a, batch_size=64)
-    score(fold, scorer, fold["val_csv"], b, batch_size=64)
-    score(fold, scorer, fold["val_csv"], c, batch_size=5)
+    score(synthetic, synthetic_scorer, synthetic["val_csv"], a, batch_size=64)
+    score(synthetic, synthetic_scorer, synthetic["val_csv"], b, batch_size=64)
+    score(synthetic, synthetic_scorer, synthetic["val_csv"], c, batch_size=5)
     assert a.read_bytes() == b.read_bytes() == c.read_bytes()
     side_a, side_b = cli.provenance_path(a).read_text(), cli.provenance_path(b).read_text()
     assert side_a.replace('"a.csv"', '"b.csv"') == side_b
     record = json.loads(side_a)
-    assert record["scores"]["rows"] == len(fold["raw_val"])
+    assert record["scores"]["rows"] == len(synthetic["raw_val"])
     assert record["options"]["batch_size"] == 64
 
 
-@needs_corpus
-def test_parquet_in_and_out_gives_the_csv_scores(fold, scorer, tmp_path):
+def test_parquet_in_and_out_gives_the_csv_scores(synthetic, synthetic_scorer, tmp_path):
     path = tmp_path / "val.parquet"
-    fold["raw_val"][["id", "prompt", "full_text"]].to_parquet(path, index=False)
-    from_csv = score(fold, scorer, fold["val_csv"], tmp_path / "s.csv")
-    from_parquet = score(fold, scorer, path, tmp_path / "s.parquet", batch_size=7)
+    synthetic["raw_val"][["id", "prompt", "full_text"]].to_parquet(path, index=False)
+    from_csv = score(synthetic, synthetic_scorer, synthetic["val_csv"], tmp_path / "s.csv")
+    from_parquet = score(synthetic, synthetic_scorer, path, tmp_path / "s.parquet", batch_size=7)
     cols = [c for t in TARGETS for c in (t, f"{t}_continuous")]
     assert np.array_equal(from_csv[cols].to_numpy(float), from_parquet[cols].to_numpy(float))
     assert from_parquet["id"].tolist() == from_csv["id"].astype(str).tolist()
@@ -241,71 +257,66 @@ def run_cli(fold, path: Path, out: Path, capsys, *extra: str) -> str:
     return err[0]
 
 
-@needs_corpus
-def test_empty_file(fold, tmp_path, capsys):
+def test_empty_file(synthetic, tmp_path, capsys):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
-    assert "empty file" in run_cli(fold, path, tmp_path / "out.csv", capsys)
+    assert "empty file" in run_cli(synthetic, path, tmp_path / "out.csv", capsys)
     path.write_text("id,full_text\n")
-    assert "no essays" in run_cli(fold, path, tmp_path / "out.csv", capsys)
+    assert "no essays" in run_cli(synthetic, path, tmp_path / "out.csv", capsys)
 
 
-@needs_corpus
-def test_missing_text_column(fold, tmp_path, capsys):
+def test_missing_text_column(synthetic, tmp_path, capsys):
     path = tmp_path / "no_text.csv"
     path.write_text("id,essay\n1,Some text.\n")
-    message = run_cli(fold, path, tmp_path / "out.csv", capsys)
-    assert "line 1" in message and repr(fold["schema"].text) in message
-    assert "no text column 'missing'" in run_cli(fold, path, tmp_path / "out.csv", capsys, "--text-column", "missing")
+    message = run_cli(synthetic, path, tmp_path / "out.csv", capsys)
+    assert "line 1" in message and repr(synthetic["schema"].text) in message
+    out = tmp_path / "out.csv"
+    assert "no text column 'missing'" in run_cli(synthetic, path, out, capsys, "--text-column", "missing")
     path.write_text("id,full_text\n1,Some text.\n")
-    assert "no prompt column 'topic'" in run_cli(fold, path, tmp_path / "out.csv", capsys, "--prompt-column", "topic")
+    assert "no prompt column 'topic'" in run_cli(synthetic, path, out, capsys, "--prompt-column", "topic")
 
 
-@needs_corpus
-def test_non_utf8_bytes_name_their_line(fold, tmp_path, capsys):
+def test_non_utf8_bytes_name_their_line(synthetic, tmp_path, capsys):
     lines = ["id,full_text", "1,First essay text.", '2,"A quoted essay', 'over two lines."', "3,Caf\xe9 bad byte here."]
     raw = "\n".join(lines).encode("utf-8").replace("\xe9".encode(), b"\xe9") + b"\n"
     path = tmp_path / "latin1.csv"
     path.write_bytes(raw)
     offset = raw.index(b"\xe9")
     bad_line = raw[:offset].count(b"\n") + 1
-    message = run_cli(fold, path, tmp_path / "out.csv", capsys)
+    message = run_cli(synthetic, path, tmp_path / "out.csv", capsys)
     assert (f"not a readable UTF-8 CSV: record 4 (data row 3, line {bad_line}), column 'full_text', byte offset "
             f"{offset}: byte 0xe9 is not UTF-8") in message
 
 
-@needs_corpus
-def test_duplicate_ids_name_both_lines(fold, tmp_path, capsys):
+def test_duplicate_ids_name_both_lines(synthetic, tmp_path, capsys):
     rows = ['id,full_text', 'a,One.', 'b,"Two,\nwith a line break."', 'c,Three.', 'b,Four.']
     path = tmp_path / "dupes.csv"
     path.write_text("\n".join(rows) + "\n")
-    message = run_cli(fold, path, tmp_path / "out.csv", capsys)
+    message = run_cli(synthetic, path, tmp_path / "out.csv", capsys)
     assert "duplicate id 'b'" in message and "line 6" in message and "first at line 3" in message
     table = pd.DataFrame({"id": ["x", "y", "x"], "full_text": ["One.", "Two.", "Three."]})
     table.to_parquet(tmp_path / "dupes.parquet", index=False)
-    message = run_cli(fold, tmp_path / "dupes.parquet", tmp_path / "out.csv", capsys)
+    message = run_cli(synthetic, tmp_path / "dupes.parquet", tmp_path / "out.csv", capsys)
     assert "row 3" in message and "first at row 1" in message
 
 
-@needs_corpus
-def test_ragged_record_and_unreadable_parquet(fold, tmp_path, capsys):
+def test_ragged_record_and_unreadable_parquet(synthetic, tmp_path, capsys):
     path = tmp_path / "ragged.csv"
     path.write_text("id,full_text\n1,Fine.\n2,Too,many,fields\n")
-    assert "line 3" in run_cli(fold, path, tmp_path / "out.csv", capsys)
+    assert "line 3" in run_cli(synthetic, path, tmp_path / "out.csv", capsys)
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
-    assert "not a readable parquet file" in run_cli(fold, bad, tmp_path / "out.csv", capsys)
+    assert "not a readable parquet file" in run_cli(synthetic, bad, tmp_path / "out.csv", capsys)
 
 
-@needs_corpus
-def test_a_failed_run_leaves_the_previous_output_untouched(fold, scorer, tmp_path, capsys):
+def test_a_failed_run_leaves_the_previous_output_untouched(synthetic, synthetic_scorer, tmp_path, capsys):
     out = tmp_path / "scores.csv"
-    score(fold, scorer, fold["val_csv"], out)
+    score(synthetic, synthetic_scorer, synthetic["val_csv"], out)
     before = out.read_bytes(), cli.provenance_path(out).read_bytes()
     path = tmp_path / "dupes.csv"
     path.write_text("id,full_text\na,One.\na,Two.\n")
     with pytest.raises(SystemExit):
-        cli.main(["score", str(path), "--out", str(out), "--model", str(fold["artifact"])])
+        cli.main(["score", str(path), "--out", str(out), "--model", str(synthetic["artifact"])])
     assert (out.read_bytes(), cli.provenance_path(out).read_bytes()) == before
 
 
@@ -336,9 +347,8 @@ def test_unknown_prompt_scale_needs_declared_grids(params):
 
 # --- model selection and provenance ---------------------------------------------------------------------------
 
-@needs_corpus
-def test_default_model_follows_the_decision_record(fold, tmp_path):
-    models = fold["artifact"].parent
+def test_default_model_follows_the_decision_record(synthetic, tmp_path):
+    models = synthetic["artifact"].parent
     decision = tmp_path / "decision.json"
     decision.write_text(json.dumps({"verdict": "defer", "chosen_arm": ""}))
     path, selection = select_model(None, models, decision)
@@ -350,23 +360,22 @@ def test_default_model_follows_the_decision_record(fold, tmp_path):
     assert path == models / "xgb"
 
 
-@needs_corpus
-def test_provenance_names_the_locked_md5(fold, scorer, tmp_path):
+def test_provenance_names_the_locked_md5(synthetic, synthetic_scorer, tmp_path):
     fs = LocalFileSystem()
-    _, _, obj = build(HashFileDB(fs, str(tmp_path / "odb")), str(fold["artifact"]), fs, "md5", dry_run=True)
-    assert dvc_dir_md5(fold["artifact"]) == obj.hash_info.value  # DVC's own directory hash
-    lock = fold["root"] / "dvc.lock"
+    _, _, obj = build(HashFileDB(fs, str(tmp_path / "odb")), str(synthetic["artifact"]), fs, "md5", dry_run=True)
+    assert dvc_dir_md5(synthetic["artifact"]) == obj.hash_info.value  # DVC's own directory hash
+    lock = synthetic["root"] / "dvc.lock"
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {"train_final": {"cmd": "python -m stages.train_final",
                     "outs": [{"path": "models/xgb", "hash": "md5", "md5": obj.hash_info.value}]}}}))
     try:
         out = tmp_path / "scores.csv"
-        score(fold, scorer, fold["val_csv"], out)
+        score(synthetic, synthetic_scorer, synthetic["val_csv"], out)
         record = json.loads(cli.provenance_path(out).read_text())
         model = record["model"]
         assert model["md5"] == obj.hash_info.value and model["matches_dvc_lock"] is True
         assert model["lock"]["stage"] == "train_final"
-        assert model["params"]["xgb"] == fold["params"]["xgb"]
-        assert record["input"]["rows"] == len(fold["raw_val"])
+        assert model["params"]["xgb"] == synthetic["params"]["xgb"]
+        assert record["input"]["rows"] == len(synthetic["raw_val"])
         assert record["packages"].get("xgboost-cpu") or record["packages"].get("xgboost")
         assert record["selection"]["by"] == "--model"
         assert "utc" not in json.dumps(record).lower()  # no wall-clock time
