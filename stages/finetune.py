@@ -16,7 +16,7 @@ import torch
 from stages.lib.core.atomic import atomic_dir, write_json
 from stages.lib.core.config import arm_seeds, load_params
 from stages.lib.core.errors import InputError, run_stage
-from stages.lib.core.paths import run_dir
+from stages.lib.core.paths import PREFLIGHT, run_dir
 from stages.lib.core.runinfo import device_name, run_info
 from stages.lib.data.fold_files import read_fold, scheme_folds
 from stages.lib.data.schema import DatasetSchema
@@ -28,6 +28,7 @@ from stages.lib.training.leakage import prompt_leakage
 from stages.lib.training.recipe import fit_arm
 from stages.lib.training.runs import COVERAGE, PREDICTIONS, TOKENS, TRAIN_LOG
 from stages.lib.training.runtime import open_runtime
+from stages.lib.training.speed_ladder import proven_budget
 
 
 def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int, seed: int, seeds: list[int]) -> None:
@@ -50,7 +51,7 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
     seeds = arm_seeds(params, arm)
     seed = seeds[0] if seed is None else int(seed)
     check_selection(cfg, arm, scheme, fold, seed, seeds)
-    schema, budget = DatasetSchema.from_params(params), cfg.budget
+    schema, budget = DatasetSchema.from_params(params), proven_budget(cfg.budget, PREFLIGHT)
     runtime = open_runtime(budget, seed)
     tokenizer = runtime.tokenizer
     essays = select_essays(*read_fold(scheme, fold), budget, seed)
@@ -84,7 +85,8 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
         "seed": seed, "deterministic": runtime.device == "cpu", "threads": torch.get_num_threads(),
         "n_essays": {"train_fold": essays.n_train_fold, "trained": len(essays.train), "holdout": len(essays.held),
                      "val": len(essays.val), "train_prompts": len(essays.prompts)},
-        "hyperparameters": {**asdict(budget), "objective": cfg.objectives[arm]},
+        "hyperparameters": {**asdict(budget), "objective": cfg.objectives[arm]},  # speed: as preflight proved it
+        "speed_fell_back": budget.speed != cfg.budget.speed,
         "parameters": count_parameters(model),
         "attention_used": model.attention,  # the speed settings themselves are in hyperparameters
         "target_standardisation": {t: {"mean": float(m), "std": float(s)}
@@ -116,17 +118,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arm", required=True, choices=ARMS)
     parser.add_argument("--scheme", required=True, choices=SCHEMES)
-    parser.add_argument("--fold", required=True, type=int)
+    parser.add_argument("--fold", required=True, type=int, nargs="+",
+                        help="one fold, or several run one after another in this process (each exactly as alone)")
     parser.add_argument("--seed", type=int, help="a training seed in params seeds.finetune (default: the first)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    log = run_fold(args.arm, args.scheme, args.fold, load_params(), args.seed)
-    print(f"{args.arm}/{args.scheme}/seed_{log['seed']}/fold_{args.fold}: budget {log['budget']} on {log['device']} "
-          f"({log['precision']['used']}), {log['training']['micro_batches']} micro-batches, "
-          f"{log['n_essays']['val']} essays scored, {log['seconds']['total']:.0f}s")
+    params = load_params()
+    for fold in args.fold:
+        log = run_fold(args.arm, args.scheme, fold, params, args.seed)
+        print(f"{args.arm}/{args.scheme}/seed_{log['seed']}/fold_{fold}: budget {log['budget']} on {log['device']} "
+              f"({log['precision']['used']}), {log['training']['micro_batches']} micro-batches, "
+              f"{log['n_essays']['val']} essays scored, {log['seconds']['total']:.0f}s")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Stage `preflight`: fail closed in seconds, before any training stage. Checks that peft and accelerate
 import, the corpus and every selected fold are present with the needed columns, the device and precision
-the budget asks for exist, the backbone loads offline, and one forward/backward on a tiny invented batch
-gives finite values in the chosen precision for every selected arm. Writes `metrics/preflight.json`."""
+the budget asks for exist, the backbone loads offline, and one forward/backward
+and optimizer step on a tiny invented batch give finite values in the chosen precision for every selected arm,
+falling back rung by rung to safer speed settings when the configured ones fail (`training/speed_ladder.py`).
+Writes `metrics/preflight.json`, with the speed settings every training run then uses."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import importlib
 import importlib.metadata
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +25,16 @@ from stages.lib.core.paths import ESSAYS, PREFLIGHT
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.fold_files import FOLDS_DIR, SPLITS, fold_file
 from stages.lib.data.schema import DatasetSchema
+from stages.lib.encoders.backbone import load_encoder
 from stages.lib.training.essay_model import EssayRegressor
-from stages.lib.training.finetune_config import FinetuneConfig, finetune_config
+from stages.lib.training.finetune_config import FinetuneConfig, SpeedSettings, finetune_config
 from stages.lib.training.finite import check_finite
 from stages.lib.training.objectives import make_objective
 from stages.lib.training.precision import PrecisionPlan
-from stages.lib.training.runtime import open_runtime
-from stages.lib.training.trainer import TrainingStep
-from stages.lib.windows.essay_batches import EssayCollator, encode_essays
+from stages.lib.training.runtime import Runtime, open_runtime
+from stages.lib.training.speed_ladder import first_working, speed_record
+from stages.lib.training.trainer import TrainingStep, batch_loader, make_optimizer
+from stages.lib.windows.essay_batches import encode_essays
 
 CANARY_TEXTS = (
     "This invented canary essay exists only to test the pipeline. " * 90,  # longer than any window
@@ -66,19 +71,25 @@ def check_folds(root: Path, schemes: tuple[str, ...], folds: tuple[int, ...], co
     return n
 
 
-def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: PrecisionPlan, accelerator) -> dict[str, Any]:
-    """One forward/backward per selected arm on an invented two-essay batch; every loss, prediction and
-    gradient must be finite and the encoder must compute in the planned precision."""
-    budget = cfg.budget
+def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: PrecisionPlan, accelerator,
+           speed: SpeedSettings | None = None) -> dict[str, Any]:
+    """One forward/backward and optimizer step per selected arm on an invented two-essay batch, collated by the
+    training loader with `speed`'s workers and pinning (default: the budget's settings) and stepped by its
+    optimizer (fused or not); every loss, prediction, gradient and updated weight must be finite and the encoder
+    must compute in the planned precision."""
+    budget = cfg.budget if speed is None else replace(cfg.budget, speed=speed)
+    device = accelerator.device
     data = encode_essays(list(CANARY_TEXTS), tokenizer, budget.max_length, budget.stride,
                          targets=torch.zeros((2, model.head.out_features)).numpy(), groups=[0, 1])
-    batch = EssayCollator(data, tokenizer.pad_token_id)(list(range(len(data))))
-    batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-    model.to(accelerator.device).train()
+    loader = batch_loader(data, [list(range(len(data)))], tokenizer.pad_token_id, budget.speed.loader_workers,
+                          budget.speed.pin_memory and device.type == "cuda")
+    batch = {k: v.to(device, non_blocking=budget.speed.pin_memory) for k, v in next(iter(loader)).items()}
+    model.to(device).train()
     losses = {}
     for arm in cfg.arms:
         objective = make_objective(arm, model.hidden_size, ["canary_a", "canary_b"], cfg.objectives[arm])
-        step = TrainingStep(model, objective).to(accelerator.device)
+        step = TrainingStep(model, objective).to(device)
+        optimizer = make_optimizer(model, objective, budget, device.type)
         with accelerator.autocast():
             loss, out = step(batch)
         check_finite(f"canary prediction ({arm})", out.pred, fold=-1, step=0)
@@ -90,6 +101,11 @@ def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: Precisio
         if not any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.encoder.parameters()):
             raise InputError(f"preflight: no encoder parameter received a gradient ({arm}); "
                              "check the finetune lora settings")
+        optimizer.step()
+        for name, param in step.named_parameters():
+            if param.requires_grad:
+                check_finite(f"canary weight {name} after the optimizer step ({arm})", param.detach(), fold=-1,
+                             step=0)
         step.zero_grad(set_to_none=True)
         losses[arm] = float(loss.detach())
     expected = str(plan.autocast_dtype or torch.float32).removeprefix("torch.")
@@ -98,6 +114,23 @@ def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: Precisio
                          f"{model.activation_dtype}")
     return {"windows": len(data.windowed.windows), "loss": losses, "activation_dtype": model.activation_dtype,
             "attention": model.attention, "compiled": model.compiled}
+
+
+def canary_ladder(runtime: Runtime, cfg: FinetuneConfig, n_targets: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The canary on each rung of the speed ladder until one passes (a fresh encoder per retry: a failed rung
+    may have wrapped or compiled the loaded one); returns the passing canary and the speed record."""
+    budget, unused = runtime.budget, [runtime.encoder]
+    devices: list[str] = []
+
+    def attempt(settings: SpeedSettings) -> dict[str, Any]:
+        encoder = unused.pop() if unused else load_encoder(budget.backbone)[1]
+        trial = replace(runtime, budget=replace(budget, speed=settings), encoder=encoder)
+        model, _, accelerator = trial.build(n_targets)
+        devices.append(str(accelerator.device))
+        return canary(model, cfg, runtime.tokenizer, runtime.plan, accelerator, settings)
+
+    used, result, attempts = first_working(budget.speed, attempt)
+    return {**result, "device": devices[-1]}, speed_record(budget.speed, used, attempts)
 
 
 def main() -> None:
@@ -119,22 +152,23 @@ def main() -> None:
     if tokenizer.pad_token_id is None:
         raise InputError(f"preflight: backbone {budget.backbone}: tokenizer has no pad token")
     checks["backbone_load_seconds"] = round(runtime.load_seconds, 2)
-    model, _, accelerator = runtime.build(len(schema.targets))
-    checks["canary"] = canary(model, cfg, tokenizer, plan, accelerator)
+    checks["canary"], speed = canary_ladder(runtime, cfg, len(schema.targets))
     seconds = time.perf_counter() - start
     write_json(PREFLIGHT, {
         "passed": True,
         "budget": budget.name,
         "gate_valid": budget.gate_valid,
         "backbone": budget.backbone,
-        "device": str(accelerator.device),
+        "device": checks["canary"]["device"],
         "precision": {"requested": budget.precision, "used": plan.name, "grad_scaler": plan.needs_scaler},
+        "speed": speed,
         "seconds": round(seconds, 1),
         "checks": checks,
         "run": run_info(int(params["seed"])),
     })
-    print(f"preflight passed in {seconds:.1f}s: {budget.name} budget, {budget.backbone} on {accelerator.device} "
-          f"({plan.name}), arms {list(cfg.arms)}")
+    fallback = f"; speed settings fell back to {speed['attempts'][-1]['rung']!r}" if speed["fell_back"] else ""
+    print(f"preflight passed in {seconds:.1f}s: {budget.name} budget, {budget.backbone} on "
+          f"{checks['canary']['device']} ({plan.name}), arms {list(cfg.arms)}{fallback}")
 
 
 if __name__ == "__main__":

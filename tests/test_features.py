@@ -159,3 +159,15 @@ def test_stage_writes_table_and_metrics(tmp_path, monkeypatch, params):
     report = json.loads(FEATURE_METRICS.read_text())
     assert report["n_essays"] == 2 and report["n_features"] == len(FEATURES)
     assert set(report["dictionary"]) == set(FEATURES) and report["run"]["seed"] == params["seed"]
+
+
+def test_an_unloadable_spacy_model_names_the_params_file_that_was_read(tmp_path, monkeypatch):
+    from stages.lib.features.store_builder import load_tools
+
+    profile = tmp_path / "profile.yaml"
+    monkeypatch.setenv("AES_PARAMS", str(profile))
+    with pytest.raises(InputError, match=f"^{re.escape(str(profile))}: features.spacy_model 'no_such_spacy_model'"):
+        load_tools({"spacy_model": "no_such_spacy_model"})
+    monkeypatch.delenv("AES_PARAMS")
+    with pytest.raises(InputError, match=r"^params\.yaml: features\.spacy_model"):
+        load_tools({"spacy_model": "no_such_spacy_model"})

@@ -230,7 +230,8 @@ def test_a_transformer_final_model_saves_the_peft_way_and_scores_as_trained(tmp_
     the same weights."""
     from peft import PeftConfig
 
-    from stages import train_final_transformer
+    from stages import preflight, train_final_transformer
+    from stages.lib.core.errors import run_stage
     from stages.lib.serving.cli import provenance_path, score_file
     from stages.lib.serving.models import load_artifact, make_scorer
     from stages.lib.training.final import ADAPTER, HEAD, build_transformer
@@ -244,6 +245,7 @@ def test_a_transformer_final_model_saves_the_peft_way_and_scores_as_trained(tmp_
     write_project(tmp_path, essays, 2)
     params = tiny_params(backbone, [0])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run_stage(preflight.main)  # the speed settings every training run takes
     train_final_transformer.main(["--arm", "lora"])
     artifact = load_artifact(model_dir("lora"))
     assert artifact.manifest["smoke"] is True and artifact.manifest["gate_valid"] is False

@@ -21,6 +21,7 @@ import yaml
 from tiny_backbone import TARGETS, invented_essays, make_tiny_backbone, tiny_params, write_project
 
 from stages import collect, finetune, preflight
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import load_encoder
@@ -32,10 +33,11 @@ from stages.lib.training.essay_model import (
     build_essay_model,
     enable_gradient_checkpointing,
 )
-from stages.lib.training.finetune_config import finetune_config
+from stages.lib.training.finetune_config import SpeedSettings, finetune_config
 from stages.lib.training.finite import NonFiniteError
 from stages.lib.training.objectives import essay_losses, make_objective
 from stages.lib.training.precision import FP32
+from stages.lib.training.speed_ladder import speed_ladder
 from stages.lib.training.trainer import make_accelerator, predict, run_model, seed_everything, train
 from stages.lib.windows.essay_batches import EssayCollator, EssayWindows, encode_essays
 from tests.conftest import REPO
@@ -243,6 +245,71 @@ def test_preflight_nonfinite_canary_fails(project, backbone):
         model.head.weight.fill_(float("nan"))
     with pytest.raises(NonFiniteError, match="canary prediction"):
         preflight.canary(model, cfg, tokenizer, FP32, make_accelerator(FP32, "cpu", 1))
+
+
+def test_speed_ladder_falls_back_one_setting_at_a_time():
+    gpu_like = SpeedSettings(attention="sdpa", compile=True, fused_optimizer=True, finite_check_every=25,
+                             loader_workers=2, pin_memory=True)
+    rungs = speed_ladder(gpu_like)
+    assert [name for name, _ in rungs] == ["configured", "eager attention", "unfused optimizer", "no loader workers",
+                                          "no compile"]
+    last = rungs[-1][1]
+    assert (last.attention, last.fused_optimizer, last.loader_workers, last.pin_memory, last.compile) == \
+        ("eager", False, 0, False, False) and last.finite_check_every == 25
+    # rungs that would change nothing are left out
+    plain = replace(last, attention="sdpa")
+    assert [name for name, _ in speed_ladder(plain)] == ["configured", "eager attention"]
+
+
+def _sdpa_breaks(monkeypatch) -> None:
+    """A kernel failure in PyTorch's SDPA only (what a first CUDA call can hit); eager attention still works."""
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("simulated SDPA kernel failure\nsecond line")
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", broken)
+
+
+def test_preflight_falls_back_and_every_run_uses_what_it_proved(project, monkeypatch, capsys):
+    root, params = project
+    _sdpa_breaks(monkeypatch)
+    run_stage(preflight.main)
+    assert "speed settings fell back to 'eager attention'" in capsys.readouterr().out
+    speed = json.loads((root / "metrics/preflight.json").read_text())["speed"]
+    assert speed["fell_back"] and speed["configured"]["attention"] == "sdpa" and speed["used"]["attention"] == "eager"
+    assert [a["passed"] for a in speed["attempts"]] == [False, True]
+    assert speed["attempts"][0]["error"] == "RuntimeError: simulated SDPA kernel failure"
+    finetune.main(["--arm", "lora", "--scheme", "prompt_holdout", "--fold", "0"])
+    log = json.loads((root / "data/runs/lora/prompt_holdout/seed_7/fold_0/train_log.json").read_text())
+    assert log["speed_fell_back"] and log["hyperparameters"]["speed"]["attention"] == "eager"
+    assert log["attention_used"] == "eager"
+    # the params' speed settings changed since preflight: the run refuses rather than use unproven settings
+    params["finetune"]["budgets"]["cpu"]["speed"]["finite_check_every"] = 2
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(InputError, match="run the preflight stage again"):
+        finetune.run_fold("lora", "prompt_holdout", 1, load_params())
+
+
+def test_preflight_names_every_rung_when_none_works(project, monkeypatch, capsys):
+    _sdpa_breaks(monkeypatch)
+    def no_softmax(*_args, **_kwargs):
+        raise RuntimeError("simulated softmax failure")
+
+    monkeypatch.setattr(torch.nn.functional, "softmax", no_softmax)  # what eager attention computes with
+    err = _one_line_error(capsys, preflight.main)
+    assert "canary failed with every speed setting" in err
+    assert "configured: RuntimeError: simulated SDPA kernel failure" in err and "eager attention: " in err
+
+
+def test_one_process_runs_several_folds_as_separate_runs_would(project):
+    root, _ = project
+    run_stage(preflight.main)
+    finetune.main(["--arm", "lora", "--scheme", "prompt_holdout", "--fold", "0", "1"])
+    together = {k: (root / f"data/runs/lora/prompt_holdout/seed_7/fold_{k}/predictions.parquet").read_bytes()
+                for k in (0, 1)}
+    shutil.rmtree(root / "data/runs")
+    finetune.main(["--arm", "lora", "--scheme", "prompt_holdout", "--fold", "1"])
+    alone = (root / "data/runs/lora/prompt_holdout/seed_7/fold_1/predictions.parquet").read_bytes()
+    assert alone == together[1] and together[0] != together[1]
 
 
 def test_stages_run_end_to_end(project):

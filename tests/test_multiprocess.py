@@ -72,6 +72,7 @@ def test_finetune_stage_in_two_processes_writes_once_what_one_process_writes(bac
         root = tmp_path / name
         write_project(root, invented_essays(48, 4, seed=2), n_folds=2)
         (root / "params.yaml").write_text(yaml.safe_dump(params))
+        _run([sys.executable, "-m", "stages.preflight"], root)  # the speed settings every run takes
         _run([*launch, "-m", "stages.finetune", "--arm", "groupdro", "--scheme", "prompt_holdout", "--fold", "0"],
              root)
         run = root / "data/runs/groupdro/prompt_holdout/seed_7"

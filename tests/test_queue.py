@@ -26,9 +26,19 @@ DVC_YAML = """\
 vars:
   - sweep.yaml
 stages:
+  preflight:
+    cmd: python -m stages.preflight
+    deps:
+      - data/folds/prompt_holdout/fold_0
+    params:
+      - finetune.budgets.cpu
+    metrics:
+      - metrics/preflight.json:
+          cache: false
   finetune:
     cmd: python -m stages.finetune --arm ${sweep.arm} --scheme prompt_holdout --fold 0 --seed ${sweep.seed}
     deps:
+      - metrics/preflight.json
       - data/folds/prompt_holdout/fold_0
     params:
       - sweep.yaml:

@@ -22,7 +22,7 @@ from stages.lib.training.essay_model import EssayOutput, build_essay_model
 from stages.lib.training.finetune_config import finetune_config, select_budget
 from stages.lib.training.finite import DeferredFiniteChecks, NonFiniteError
 from stages.lib.training.objectives import GroupDRO, make_objective
-from stages.lib.training.trainer import _optimizer
+from stages.lib.training.trainer import make_optimizer
 
 
 def _tiny_mpnet():
@@ -156,9 +156,9 @@ def test_fused_adamw_only_on_cuda(tmp_path):
     _, encoder = load_encoder(str(tmp_path / "bert"))
     model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.0, False)
     objective = make_objective("lora", model.hidden_size, ["a"], {})
-    assert not _optimizer(model, objective, fused_budget, "cpu").defaults["fused"]
-    assert not _optimizer(model, objective, budget, "cuda").defaults["fused"]
-    assert _optimizer(model, objective, fused_budget, "cuda").defaults["fused"]
+    assert not make_optimizer(model, objective, fused_budget, "cpu").defaults["fused"]
+    assert not make_optimizer(model, objective, budget, "cuda").defaults["fused"]
+    assert make_optimizer(model, objective, fused_budget, "cuda").defaults["fused"]
 
 
 def test_budget_overrides_reach_the_budget_and_unknown_keys_fail(tmp_path):

@@ -117,7 +117,9 @@ def load_encoder(spec: str):
     """Load (tokenizer, encoder) in float32 from a resolved backbone, without touching the network."""
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a weight-loading bar on stderr would precede any one-line error
     path = resolve_backbone(spec)
     tokenizer = AutoTokenizer.from_pretrained(path)
     # Explicit float32: Transformers v5 otherwise loads the checkpoint's own dtype (fp16/bf16 weights under fp32).

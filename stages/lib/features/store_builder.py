@@ -10,6 +10,7 @@ import pandas as pd
 from spacy.language import Language
 from symspellpy import SymSpell
 
+from stages.lib.core.config import params_source
 from stages.lib.core.errors import InputError
 from stages.lib.features.linguistic import handcrafted_features, load_nlp
 from stages.lib.features.mechanics import load_speller
@@ -31,7 +32,8 @@ def load_tools(cfg: dict[str, Any]) -> FeatureTools:
     try:
         nlp = load_nlp(str(cfg["spacy_model"]))
     except (OSError, ValueError) as exc:
-        raise InputError(f"params.yaml: features.spacy_model {cfg['spacy_model']!r} cannot be loaded ({exc})") from exc
+        raise InputError(f"{params_source()}: features.spacy_model {cfg['spacy_model']!r} cannot be loaded "
+                         f"({exc})") from exc
     return FeatureTools(nlp, load_speller())
 
 

@@ -17,6 +17,7 @@ import torch
 
 from stages.lib.artifacts.files import SCHEMA, STATS, backbone_fingerprint, percentiles, write_json_file, write_manifest
 from stages.lib.core.config import final_seed
+from stages.lib.core.paths import PREFLIGHT
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.calibration import Calibrator, calibration_record, fit_calibrators
@@ -25,6 +26,7 @@ from stages.lib.training.finetune_config import Budget, LoraSettings, SpeedSetti
 from stages.lib.training.fold_essays import FoldEssays, select_essays
 from stages.lib.training.recipe import fit_arm
 from stages.lib.training.runtime import open_runtime
+from stages.lib.training.speed_ladder import proven_budget
 
 ADAPTER = "adapter"  # peft's save_pretrained directory (or the whole encoder for a full fine-tune)
 HEAD = "head.safetensors"
@@ -54,7 +56,8 @@ def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> Fin
     with the arm's final seed (see the module docstring)."""
     t0 = time.perf_counter()
     cfg = finetune_config(params)
-    schema, budget, seed = DatasetSchema.from_params(params), cfg.budget, final_seed(params, arm)
+    budget = proven_budget(cfg.budget, PREFLIGHT)
+    schema, seed = DatasetSchema.from_params(params), final_seed(params, arm)
     runtime = open_runtime(budget, seed)
     essays = select_essays(essays_all, essays_all.iloc[:0], budget, seed)
     fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives[arm], seed, FINAL_FOLD)

@@ -69,7 +69,7 @@ def run_model(model: EssayRegressor, batch: dict[str, torch.Tensor]) -> EssayOut
                  n_essays=int(batch["index"].shape[0]))
 
 
-def _loader(data: EssayWindows, sampler: LengthBucketedBatches, pad_id: int, workers: int = 0,
+def batch_loader(data: EssayWindows, sampler: LengthBucketedBatches, pad_id: int, workers: int = 0,
             pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """Batches collated in `workers` background processes (0: in the loop), optionally page-locked. Workers
     restart every epoch: like the single-process loader, each epoch's iterator then draws one number from the
@@ -78,7 +78,8 @@ def _loader(data: EssayWindows, sampler: LengthBucketedBatches, pad_id: int, wor
                                        num_workers=workers, pin_memory=pin_memory)
 
 
-def _optimizer(model: EssayRegressor, objective: Objective, budget: Budget, device_type: str) -> torch.optim.Optimizer:
+def make_optimizer(model: EssayRegressor, objective: Objective, budget: Budget, device_type: str
+                   ) -> torch.optim.Optimizer:
     """AdamW over the encoder, head and objective groups; the fused CUDA kernel when the budget asks for it."""
     head = [p for p in model.head.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head}
@@ -106,10 +107,10 @@ def train(model: EssayRegressor, objective: Objective, data: EssayWindows, budge
     sampler = LengthBucketedBatches(data.token_counts, budget.batch_size, seed,
                                     weights=objective.sample_weights(data.groups))
     step_module = TrainingStep(model, objective)
-    optimizer = _optimizer(model, objective, budget, accelerator.device.type)
+    optimizer = make_optimizer(model, objective, budget, accelerator.device.type)
     cuda = accelerator.device.type == "cuda"
     rank, n = accelerator.process_index, accelerator.num_processes
-    loader = _loader(data, sampler if n == 1 else ShardableBatches(sampler), pad_id, budget.speed.loader_workers,
+    loader = batch_loader(data, sampler if n == 1 else ShardableBatches(sampler), pad_id, budget.speed.loader_workers,
                      budget.speed.pin_memory and cuda)
     updates = budget.epochs * math.ceil(len(sampler) / budget.accumulation_steps)
     # accelerate steps a prepared scheduler once per process at each optimizer step: n × the steps keeps the
@@ -176,7 +177,7 @@ def predict(model: EssayRegressor, data: EssayWindows, accelerator, *, pad_id: i
         return EssayOutput(pred, rep)
     covered = torch.zeros(n, dtype=torch.bool)
     loader = accelerator.prepare_data_loader(
-        _loader(data, LengthBucketedBatches(data.token_counts, batch_size, 0, shuffle=False), pad_id))
+        batch_loader(data, LengthBucketedBatches(data.token_counts, batch_size, 0, shuffle=False), pad_id))
     for batch in loader:
         with accelerator.autocast():
             out = run_model(model, batch)
