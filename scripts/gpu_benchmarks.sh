@@ -9,6 +9,7 @@
 # Each writes metrics/benchmark_gpu_<variant>.json; with OUT set they are packed into $OUT/benchmarks.tgz.
 #
 #   AES_MODEL_CACHE=/tmp/models STEPS=20 scripts/gpu_benchmarks.sh
+#   VARIANTS="straightforward optimised" STEPS=20 scripts/gpu_benchmarks.sh   # the pair that gives MFU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -16,12 +17,15 @@ STEPS=${STEPS:-20}    # measured optimizer steps per variant
 WARMUP=${WARMUP:-3}   # unmeasured optimizer steps first
 BUDGET=${BUDGET:-gpu} # another budget only to try the script out (a test runs it on cpu)
 read -r -a SET <<<"${SET:-}"  # extra KEY=VALUE budget overrides for every variant
+# VARIANTS: the variants to run (default all; the device plan's last call runs "straightforward optimised")
+VARIANTS=" ${VARIANTS:-straightforward optimised lora adversarial groupdro optimised_compiled} "
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 . scripts/straightforward_loop.sh
 FAILED=""
 mkdir -p logs
 bench() {  # one variant; a failure is reported at the end and does not stop the others
   local name=$1; shift
+  [[ "$VARIANTS" == *" $name "* ]] || return 0
   "$PYTHON" -m tools.benchmark --budget "$BUDGET" --scheme prompt_holdout --fold 0 --max-steps "$STEPS" \
     --warmup-steps "$WARMUP" --eval-batches 4 --out "metrics/benchmark_${BUDGET}_${name}.json" \
     ${SET[@]+"${SET[@]/#/--set=}"} "$@" \

@@ -33,7 +33,8 @@ BUDGET=${BUDGET:-gpu}  # another budget only to try the script out (tests run it
 read -r -a OVERRIDES <<<"${SET:-}"
 if [ "${SPEED:-}" = straightforward ]; then OVERRIDES+=("${STRAIGHTFORWARD[@]}"); fi
 TAG=${TAG:-$([ "${SPEED:-}" = straightforward ] && echo straightforward || true)}
-export AES_PARAMS=${AES_PARAMS:-/tmp/aes-params-$BUDGET${TAG:+-$TAG}.yaml}
+mkdir -p logs
+export AES_PARAMS=${AES_PARAMS:-$PWD/logs/aes-params-$BUDGET${TAG:+-$TAG}.yaml}  # the selected params
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # The selected params go to $AES_PARAMS; the same call prints their arms and folds (one line each).
@@ -65,7 +66,6 @@ read -r -a FOLDS <<<"${FOLDS:-${PARAM_FOLDS[*]}}"
 # train_log.json, `device` and `num_processes`). A backbone too large for one GPU: run it data-parallel instead,
 # `accelerate launch --num_processes N -m stages.finetune …` (docs/scaling.md).
 IFS=, read -r -a DEVICE_LIST <<<"${DEVICES:-}"
-mkdir -p logs
 [ -s logs/device_manifest.csv ] || echo "arm,scheme,seed,fold,device" > logs/device_manifest.csv
 start=$(date +%s)
 # Only data/prepared needs carrying: the folds stage is deterministic (byte-identical fold files to dvc's, checked
@@ -75,22 +75,54 @@ md5sum data/folds/*/fold_*/*.parquet > logs/fold_md5.txt
 "$PYTHON" -m stages.preflight 2>&1 | tee logs/preflight.log
 # RESUME=1 skips runs already finished in this working copy (a run directory appears only once complete), e.g.
 # after a call that ran past its time limit; never use it across different SET/SPEED settings.
+# One process runs FOLDS_PER_PROCESS folds of an arm × scheme × seed one after another (default: all of them;
+# each fold exactly as a process of its own would run it), so 15 runs cost 3 process starts, not 15.
+FOLDS_PER_PROCESS=${FOLDS_PER_PROCESS:-${#FOLDS[@]}}
+pack() {  # whatever finished, into $OUT (also when a time limit stops the runs: see the trap below)
+  [ -n "${OUT:-}" ] || return 0
+  cp "$AES_PARAMS" logs/params_selected.yaml
+  echo "${OVERRIDES[*]}" > logs/overrides.txt
+  packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
+          logs/fold_md5.txt logs/device_manifest.csv)
+  for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
+    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme" "metrics/training/${arm}_$scheme")
+    packed+=(logs/finetune_"${arm}_${scheme}"_*.log)
+  done; done
+  tar czf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" --ignore-failed-read --exclude='.*.tmp' --exclude='*.tmp' \
+    "${packed[@]}" 2>/dev/null || true
+  echo "packed $(tar tzf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" | grep -c 'predictions.parquet$') finished run(s)" \
+    "into $OUT/gate_outputs${TAG:+_$TAG}.tgz"
+}
+# A time limit (timeout sends TERM to the whole process group): the runs in flight discard their partial writes,
+# what finished is packed, and the exit status says it stopped early.
+trap 'echo "gate runs stopped by a time limit after $(( $(date +%s) - start )) s; RESUME=1 finishes them" \
+      | tee -a logs/gate_wall.txt; pack; exit 124' TERM INT
 dispatched=0
-for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do for fold in "${FOLDS[@]}"; do
-  if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/seed_$seed/fold_$fold" ]; then
-    echo "skip: $arm $scheme seed $seed fold $fold already finished" >&2
-  else
+for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do
+  todo=()
+  for fold in "${FOLDS[@]}"; do
+    if [ "${RESUME:-0}" = 1 ] && [ -d "data/runs/$arm/$scheme/seed_$seed/fold_$fold" ]; then
+      echo "skip: $arm $scheme seed $seed fold $fold already finished" >&2
+    else
+      todo+=("$fold")
+    fi
+  done
+  for (( i = 0; i < ${#todo[@]}; i += FOLDS_PER_PROCESS )); do
     device=-
     if [ "${#DEVICE_LIST[@]}" -gt 0 ]; then device=${DEVICE_LIST[$(( dispatched % ${#DEVICE_LIST[@]} ))]}; fi
     dispatched=$(( dispatched + 1 ))
-    echo "$arm $scheme $fold $seed $device"
-  fi
-done; done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
-  '[ "$5" = - ] || export CUDA_VISIBLE_DEVICES="$5"
-   "$0" -m stages.finetune --arm "$1" --scheme "$2" --fold "$3" --seed "$4" > "logs/finetune_$1_$2_$4_$3.log" 2>&1 \
-   && echo "$1,$2,$4,$3,${CUDA_VISIBLE_DEVICES:-all}" >> logs/device_manifest.csv \
-   && tail -n 1 "logs/finetune_$1_$2_$4_$3.log" || { tail -n 5 "logs/finetune_$1_$2_$4_$3.log"; exit 255; }' \
-  "$PYTHON"
+    echo "$arm $scheme $seed $device ${todo[*]:i:FOLDS_PER_PROCESS}"
+  done
+done; done; done | xargs -r -P "$JOBS" -L 1 sh -c \
+  'arm=$1 scheme=$2 seed=$3 device=$4; shift 4
+   [ "$device" = - ] || export CUDA_VISIBLE_DEVICES="$device"
+   log="logs/finetune_${arm}_${scheme}_${seed}_$(echo "$@" | tr " " _).log"
+   if "$0" -m stages.finetune --arm "$arm" --scheme "$scheme" --seed "$seed" --fold "$@" > "$log" 2>&1; then
+     for fold in "$@"; do echo "$arm,$scheme,$seed,$fold,${CUDA_VISIBLE_DEVICES:-all}" >> logs/device_manifest.csv; done
+     tail -n "$#" "$log"
+   else tail -n 5 "$log"; exit 255; fi' \
+  "$PYTHON" &
+wait $!  # in the background so that a TERM reaches the trap at once
 if [ "${COLLECT:-1}" = 1 ]; then
   for seed in "${SEED_LIST[@]}"; do for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do
     complete=1
@@ -102,14 +134,4 @@ fi
 echo "gate runs: $(( $(date +%s) - start )) s wall for ${#ARMS[@]} arms x ($SCHEMES) x ${#FOLDS[@]} folds" \
   "x ${#SEED_LIST[@]} seeds (${SEED_LIST[*]}), $JOBS at a time${DEVICES:+ on devices $DEVICES}" \
   "(folds ${FOLDS[*]}${TAG:+, $TAG}${RESUME:+, resume=$RESUME})" | tee -a logs/gate_wall.txt  # slices add lines
-if [ -n "${OUT:-}" ]; then
-  cp "$AES_PARAMS" logs/params_selected.yaml
-  echo "${OVERRIDES[*]}" > logs/overrides.txt
-  packed=(metrics/preflight.json logs/preflight.log logs/gate_wall.txt logs/params_selected.yaml logs/overrides.txt
-          logs/fold_md5.txt logs/device_manifest.csv)
-  for arm in "${ARMS[@]}"; do for scheme in $SCHEMES; do  # this run's arms and schemes only
-    packed+=("data/runs/$arm/$scheme" "data/predictions/${arm}_$scheme" "metrics/training/${arm}_$scheme")
-    packed+=(logs/finetune_"${arm}_${scheme}"_*.log)
-  done; done
-  tar czf "$OUT/gate_outputs${TAG:+_$TAG}.tgz" --ignore-failed-read "${packed[@]}"
-fi
+pack

@@ -435,7 +435,7 @@ def test_gpu_gate_script_runs_every_arm_and_packs_the_outputs(project, tmp_path_
     with tarfile.open(out / "gate_outputs.tgz") as tar:
         names = set(tar.getnames())
     assert "data/runs/groupdro/prompt_holdout/seed_7/fold_1/predictions.parquet" in names
-    assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_7_0.log" in names
+    assert "metrics/preflight.json" in names and "logs/finetune_lora_prompt_holdout_7_0_1.log" in names
     # RESUME=1 (after a call that ran out of time) skips the finished runs and adds a wall-time line; a second
     # seed runs after every run of the first (seed-major order), and is collected once its folds are complete.
     env.update(RESUME="1", SEEDS="7 8", ARMS="lora")
