@@ -46,9 +46,12 @@ import yaml
 
 from stages.lib.training.finetune_config import select_budget
 
-params = select_budget(yaml.safe_load(open("params.yaml")), os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
-                       arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split(),
-                       seeds=[int(s) for s in os.environ["SEEDS"].split()] or None)
+committed = yaml.safe_load(open("params.yaml"))
+seeds = [int(s) for s in os.environ["SEEDS"].split()] or None
+if seeds:  # a subset of the profile's seeds (e.g. the first only) is a selection of its own: the profile says so
+    committed["finetune"]["budgets"][os.environ["BUDGET"]]["seeds"] = seeds
+params = select_budget(committed, os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
+                       arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split(), seeds=seeds)
 with open(os.environ["AES_PARAMS"], "w") as fh:
     yaml.safe_dump(params, fh, sort_keys=False)
 print(*params["finetune"]["arms"])

