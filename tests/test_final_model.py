@@ -234,7 +234,7 @@ def test_a_transformer_final_model_saves_the_peft_way_and_scores_as_trained(tmp_
     from stages.lib.core.errors import run_stage
     from stages.lib.serving.cli import provenance_path, score_file
     from stages.lib.serving.models import load_artifact, make_scorer
-    from stages.lib.training.final import ADAPTER, HEAD, build_transformer
+    from stages.lib.training.final import ADAPTER, build_transformer
     from stages.lib.training.trainer import predict
     from stages.lib.windows.essay_batches import encode_essays
     from tests.tiny_backbone import invented_essays, make_tiny_backbone, tiny_params, write_project
@@ -251,8 +251,14 @@ def test_a_transformer_final_model_saves_the_peft_way_and_scores_as_trained(tmp_
     assert artifact.manifest["smoke"] is True and artifact.manifest["gate_valid"] is False
     assert PeftConfig.from_pretrained(str(model_dir("lora") / ADAPTER)).peft_type.value == "LORA"
 
-    run, _ = build_transformer(tmp_path / "again", "lora", essays, params)
-    assert (tmp_path / "again" / HEAD).read_bytes() == (model_dir("lora") / HEAD).read_bytes()
+    adapter = json.loads((model_dir("lora") / ADAPTER / "adapter_config.json").read_text())
+    # nothing machine- or process-specific: the backbone by its spec, not this checkout's path; modules sorted
+    assert adapter["base_model_name_or_path"] == params["finetune"]["budgets"]["cpu"]["backbone"]
+    assert adapter["target_modules"] == sorted(adapter["target_modules"]) and len(adapter["target_modules"]) == 2
+    assert not (model_dir("lora") / ADAPTER / "README.md").exists()
+    run, _ = build_transformer(tmp_path / "again", "lora", essays, load_params())  # as the stage reads them
+    for path in sorted(p.relative_to(model_dir("lora")) for p in model_dir("lora").rglob("*") if p.is_file()):
+        assert (tmp_path / "again" / path).read_bytes() == (model_dir("lora") / path).read_bytes(), path
     scorer = make_scorer(artifact)
     texts = essays["text"].tolist()[:12]
     _, continuous, on_grid = scorer._predict([f"x{i}" for i in range(12)], texts, [None] * 12)

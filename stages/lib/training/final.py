@@ -6,6 +6,7 @@ On a budget with `gate_valid: false` (the CPU budget) the artifact is a smoke ar
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,12 +74,27 @@ def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> Fin
                     essays, log)
 
 
+def make_portable(adapter_dir: Path, spec: str) -> None:
+    """peft's `save_pretrained` writes the backbone's absolute local path (in `adapter_config.json` and a README
+    citing it) and the target modules in set order, which varies with the process's hash seed: the artifact names
+    the backbone by its spec and lists the modules sorted, so the same training gives the same bytes anywhere."""
+    (adapter_dir / "README.md").unlink(missing_ok=True)
+    path = adapter_dir / "adapter_config.json"
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        config["base_model_name_or_path"] = spec
+        if isinstance(config.get("target_modules"), list):
+            config["target_modules"] = sorted(config["target_modules"])
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone: dict[str, Any]) -> dict[str, Any]:
     """Write the encoder adapter (peft `save_pretrained`), the head (safetensors) and `transformer.json`
     (budget, target scale, cutpoints, backbone) into `directory`; return what `transformer.json` holds."""
     from safetensors.torch import save_file
 
     run.model.encoder.save_pretrained(directory / ADAPTER)
+    make_portable(directory / ADAPTER, run.budget.backbone)
     save_file({"weight": run.model.head.weight.detach().contiguous(),
                "bias": run.model.head.bias.detach().contiguous()}, str(directory / HEAD))
     schema = DatasetSchema.from_params(params)
