@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE_DEP = re.compile(r"^\s+- (stages|tools)/\S+\.py\s*$")
 
 
-def module_file(name: str, root: Path = ROOT) -> Path | None:
-    """The file of a project module (`stages.…`), or None for a third-party one."""
-    if not name.startswith("stages"):
+def module_file(name: str, root: Path = ROOT, packages: tuple[str, ...] = ("stages",)) -> Path | None:
+    """The file of a project module (in `packages`, default `stages.…`), or None for a third-party one."""
+    if name.split(".")[0] not in packages:
         return None
     base = root.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.stage_deps import imported_modules
+from tools.stage_deps import imported_modules, module_file
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = Path(__file__).with_name("image.txt")
@@ -42,13 +42,7 @@ def image_distributions(path: Path = IMAGE) -> set[str]:
 
 
 def project_file(name: str, root: Path = ROOT) -> Path | None:
-    if name.split(".")[0] not in PROJECT:
-        return None
-    base = root.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return module_file(name, root, PROJECT)
 
 
 def third_party_imports(entries: tuple[str, ...] = DEVICE_ENTRIES, root: Path = ROOT) -> dict[str, str]:
