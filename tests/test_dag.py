@@ -110,3 +110,13 @@ def test_stages_are_listed_in_pipeline_order():
                          or dep.startswith(out.rstrip("/") + "/")}
             late = sorted(s for s in producers if order.index(s) > position)
             assert not late, f"{name} depends on {dep}, written by {late} listed after it"
+
+
+def test_dvc_lock_records_only_stages_dvc_yaml_defines():
+    """DVC keeps a lock entry after its stage is renamed or removed; a stale entry misstates the evidence."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        defined = {stage.name for stage in repo.index.stages}
+    locked = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    assert sorted(set(locked) - defined) == [], "dvc.lock holds entries of stages dvc.yaml no longer defines"

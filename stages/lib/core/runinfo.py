@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,13 @@ def device_name() -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
+def cpu_kernels() -> dict[str, str | None]:
+    """The instruction-set pins the numerical kernels ran under (`stages.CPU_KERNELS`; None = the CPU chose)."""
+    from stages import CPU_KERNELS
+
+    return {name: os.environ.get(name) for name in CPU_KERNELS}
+
+
 def run_info(seed: int, **extra: Any) -> dict[str, Any]:
     """A `run` block for metrics files."""
     return {
@@ -41,6 +49,7 @@ def run_info(seed: int, **extra: Any) -> dict[str, Any]:
         "device": device_name(),
         "python": platform.python_version(),
         "packages": package_versions(),
+        "cpu_kernels": cpu_kernels(),
         "finished_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **extra,
     }
