@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,11 +35,19 @@ def device_name() -> str:
     return f"cpu:{platform.processor() or platform.machine()}"
 
 
-def cpu_kernels() -> dict[str, str | None]:
-    """The instruction-set pins the numerical kernels ran under (`stages.CPU_KERNELS`; None = the CPU chose)."""
-    from stages import CPU_KERNELS
-
-    return {name: os.environ.get(name) for name in CPU_KERNELS}
+def cpu_description() -> dict[str, str]:
+    """The CPU and the instruction set torch's kernels dispatch to: frozen-encoder outputs differ in their last
+    bits between CPU families, so evidence says which one made it."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    except OSError:
+        pass
+    described = {"model": model}
+    if "torch" in sys.modules:
+        described["torch_kernels"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+    return described
 
 
 def run_info(seed: int, **extra: Any) -> dict[str, Any]:
@@ -49,7 +57,7 @@ def run_info(seed: int, **extra: Any) -> dict[str, Any]:
         "device": device_name(),
         "python": platform.python_version(),
         "packages": package_versions(),
-        "cpu_kernels": cpu_kernels(),
+        "cpu": cpu_description(),
         "finished_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **extra,
     }
