@@ -20,4 +20,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 . .venv/bin/activate
 ruff check stages tests tools
-python -m pytest -q -n auto --dist loadfile "$@"  # side by side; a module (and its shared build) on one worker
+python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder "$@"  # side by side, a module (and its shared build)
+# on one worker, the slowest modules handed out first (tests/conftest.py SLOWEST_FIRST)
