@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+from stages.lib.core.runinfo import cpu_description
 
 
 def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (from /proc/cpuinfo where there is one), as every metrics file's `run.cpu` names it."""
+    return cpu_description()["model"]
