@@ -157,7 +157,7 @@ def test_agreement_section_shows_each_runs_metrics(shown, outputs):
         assert cells == [str(m["n_essays"]), "1", "unmeasured", _f(d.human_mean), _f(d.human_sd), _f(d.system_mean),
                          _f(d.system_sd), _f(a["exact"]), _f(a["adjacent"]), _f(q["mean"]), _f(q["std"]),
                          _f(q["pooled"]), _f(a["pearson_r"]), _f(m["smd"]["overall"], True),
-                         _f(a["rmse_continuous"])], (arm, scheme)
+                         _f(a["rmse_continuous"]), _f(m["continuous"]["qwk"]["mean"])], (arm, scheme)
 
 
 def test_per_prompt_section_shows_each_prompts_qwk_and_the_worst_prompt_figure(shown, outputs):
@@ -177,7 +177,7 @@ def test_per_prompt_section_shows_each_prompts_qwk_and_the_worst_prompt_figure(s
 
 
 def test_subgroup_section_shows_evaluates_smd_and_dsm(shown, outputs):
-    tables = _tables(shown["subgroups"])
+    tables = _tables(shown["subgroups"])[0::2]  # each scheme's SMD/DSM table, then its fairness table
     for (header, rows, _), scheme in zip(tables, ("prompt_holdout", "stratified_text"), strict=True):
         arms = [a for a, s in RUNS if s == scheme]
         assert header == ["subgroup", "level", "essays", *[f"{a} {k}" for a in arms for k in ("SMD", "DSM")]]
@@ -187,6 +187,26 @@ def test_subgroup_section_shows_evaluates_smd_and_dsm(shown, outputs):
         for subgroup, level, n, *cells in rows:
             assert n == str(recorded[arms[0]].at[(subgroup, level), "n"])
             assert cells == [_f(recorded[a].at[(subgroup, level), k], True) for a in arms for k in ("smd", "dsm")]
+
+
+def test_subgroup_section_shows_evaluates_fairness_analyses(shown, outputs):
+    tables = _tables(shown["subgroups"])[1::2]
+    names = ["overall score accuracy", "overall score difference", "conditional score difference"]
+    for (header, rows, _), scheme in zip(tables, ("prompt_holdout", "stratified_text"), strict=True):
+        arms = [a for a, s in RUNS if s == scheme]
+        assert header == ["subgroup", "analysis",
+                          *[f"{a} {k}" for a in arms for k in ("R² grid", "p", "R² cont.", "p")]]
+        subgroups = outputs["params"]["dataset"]["subgroups"]
+        assert [tuple(row[:2]) for row in rows] == [(c, name) for c in subgroups for name in names]
+        for subgroup, name, *cells in rows:
+            key = ("osa", "osd", "csd")[names.index(name)]
+            expected = []
+            for arm in arms:
+                block = outputs["arm"][f"{arm}_{scheme}"]["subgroups"][subgroup]
+                for kind in ("on_grid", "continuous"):
+                    fit = block[kind][key]
+                    expected += [f"{fit['r2_adj']:.4f}", "< 0.001" if fit["p"] < 0.001 else _f(fit["p"])]
+            assert cells == expected, (subgroup, name)
 
 
 def test_residual_section_shows_the_band_tables_and_tails(shown, outputs):

@@ -150,7 +150,7 @@ def agreement(r: ReportInputs) -> list[str]:
         for scheme in r.cfg.schemes:
             s = r.arm_metrics.get(f"{arm}_{scheme}")
             if s is None:
-                rows.append([Cell(arm, "text"), Cell(scheme, "text"), Cell("not run", "muted text", 15)])
+                rows.append([Cell(arm, "text"), Cell(scheme, "text"), Cell("not run", "muted text", 16)])
                 continue
             tables = r.tables.get(f"{arm}_{scheme}")
             d = tables["descriptives"].iloc[0].to_dict() if tables is not None else {}
@@ -167,18 +167,20 @@ def agreement(r: ReportInputs) -> list[str]:
                 _flag(q["mean"], q["mean"] < r.flags.qwk) if over == "folds" else
                 Cell(f"{num(q['mean'])} (prompts)", "flag" if q["mean"] < r.flags.qwk else ""), num(q["std"]), pooled,
                 num(a["pearson_r"]), _flag(smd, abs(smd) > r.flags.smd, signed=True), num(a["rmse_continuous"]),
+                num(((s.get("continuous") or {}).get("qwk") or {}).get("mean")),
             ])
     return [table(
         ["arm", "scheme", "N", "seeds", "QWK SD over seeds", "human mean", "human SD", "system mean", "system SD",
          "exact", "adjacent",
-         "QWK (mean over folds)", "QWK SD", "QWK pooled", "Pearson r", "SMD", "RMSE"], rows,
+         "QWK (mean over folds)", "QWK SD", "QWK pooled", "Pearson r", "SMD", "RMSE", "QWK continuous"], rows,
         "Primary target, out-of-fold; every metric is the mean over the arm's training seeds (QWK SD over seeds = "
         "training noise; descriptives are the first seed's). QWK mean is over folds unless marked (prompts): where "
         "a fold mixes score scales it is the mean over prompts of each prompt's QWK on its own grid; pooled QWK is "
         "omitted where prompts use different scales (it would measure which prompt an essay came from). "
         "Exact/adjacent agreement, QWK and SMD use predictions "
         "mapped to the score "
-        "grid; Pearson r and RMSE use the continuous prediction clipped to the scale. Red cells are flagged: "
+        "grid; Pearson r, RMSE and QWK continuous (Haberman's QWK for continuous scores, averaged like QWK) use the "
+        "continuous prediction clipped to the scale. Red cells are flagged: "
         f"QWK < {r.flags.qwk:.2f}, |SMD| > {r.flags.smd:.2f}.")]
 
 
@@ -243,9 +245,7 @@ def subgroups(r: ReportInputs) -> list[str]:
         for (column, level), n in by_arm[arms[0]]["n"].items():
             cells: list[Cell | str] = [Cell(column, "text"), Cell(level, "text"), str(n)]
             for arm in arms:
-                stats = by_arm[arm]
-                smd, dsm = (stats.at[(column, level), key] if (column, level) in stats.index else float("nan")
-                            for key in ("smd", "dsm"))
+                smd, dsm = _seed_mean_smd_dsm(r.arm_metrics[f"{arm}_{scheme}"], column, level)
                 if n < n_min:
                     cells += [Cell(num(smd, signed=True), "muted"), Cell(num(dsm, signed=True), "muted")]
                     continue
@@ -253,9 +253,55 @@ def subgroups(r: ReportInputs) -> list[str]:
                           _flag(dsm, bool(abs(dsm) > r.flags.dsm), signed=True)]
             rows.append(cells)
         header = ["subgroup", "level", "essays", *[f"{a} {stat}" for a in arms for stat in ("SMD", "DSM")]]
-        out.append(table(header, rows, f"Primary target, on-grid predictions. Red cells are flagged; grey: fewer "
-                                        f"than {n_min} essays, too few to flag (as for prompts)."))
+        out.append(table(header, rows, f"Primary target, on-grid predictions, means over each arm's training seeds. "
+                                        f"Red cells are flagged; grey: fewer than {n_min} essays, too few to flag "
+                                        "(as for prompts)."))
+        out += fairness(r, scheme, arms)
     return out
+
+
+def _seed_mean_smd_dsm(metrics: dict[str, Any], column: str, level: str) -> tuple[float, float]:
+    """A subgroup level's SMD and DSM: means over the arm's training seeds (evaluate's metrics)."""
+    smd = ((metrics.get("smd") or {}).get("by_subgroup") or {}).get(column, {}).get(level, {}).get("smd")
+    dsm = ((metrics.get("subgroups") or {}).get(column) or {}).get("levels", {}).get(level, {}).get("dsm")
+    return (float("nan") if smd is None else smd), (float("nan") if dsm is None else dsm)
+
+
+def _p_value(p: Any) -> str:
+    return "< 0.001" if isinstance(p, float) and 0 <= p < 0.001 else num(p, 3)
+
+
+FAIRNESS_NAMES = {"osa": "overall score accuracy", "osd": "overall score difference",
+                  "csd": "conditional score difference"}
+
+
+def fairness(r: ReportInputs, scheme: str, arms: list[str]) -> list[str]:
+    """RSMTool's fairness analyses per subgroup variable and arm: adjusted R² and p value, on-grid and
+    continuous scores (means over seeds, with the SD over seeds where measured)."""
+    rows = []
+    metrics = {a: r.arm_metrics[f"{a}_{scheme}"] for a in arms}
+    columns = [c for c in r.schema.subgroups if any(c in (metrics[a].get("subgroups") or {}) for a in arms)]
+    for column in columns:
+        for key, name in FAIRNESS_NAMES.items():
+            cells: list[Cell | str] = [Cell(column, "text"), Cell(name, "text")]
+            for arm in arms:
+                block = (metrics[arm].get("subgroups") or {}).get(column) or {}
+                sd = ((metrics[arm].get("seed_sd") or {}).get("subgroups") or {}).get(column) or {}
+                for kind in ("on_grid", "continuous"):
+                    fit = (block.get(kind) or {}).get(key) or {}
+                    spread = ((sd.get(kind) or {}).get(key) or {}).get("r2_adj")
+                    text = num(fit.get("r2_adj"), 4) + (f" ± {num(spread, 4)}" if spread is not None else "")
+                    cells += [text, _p_value(fit.get("p"))]
+            rows.append(cells)
+    if not rows:
+        return []
+    header = ["subgroup", "analysis", *[f"{a} {k}" for a in arms for k in ("R² grid", "p", "R² cont.", "p")]]
+    return [heading(4, f"Fairness analyses ({scheme})"), table(header, rows,
+        "Loukina, Madnani & Zechner (2019), as RSMTool computes them: the share of variance (adjusted R²) in the "
+        "squared error (accuracy), the error (difference) and the error given the human score (conditional "
+        "difference; R² over the model with the human score alone) that the subgroup variable explains, with the "
+        "F test's p value; essays without a value form their own group, the largest group is the base. On-grid "
+        "and continuous (clipped) predictions, primary target; means over training seeds ± SD over seeds.")]
 
 
 def residuals(r: ReportInputs) -> list[str]:

@@ -15,6 +15,7 @@ import pandas as pd
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
 from stages.lib.scoring import qwk as qk
+from stages.lib.scoring.fairness import fairness_analyses
 
 
 def common(frame: pd.DataFrame, schema: DatasetSchema, kind: str, target: str) -> np.ndarray:
@@ -136,6 +137,48 @@ def qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: str, min_pro
     }
 
 
+def continuous_qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: str, min_prompt_n: int
+                           ) -> dict[str, Any]:
+    """QWK of the continuous predictions (clipped to the scale; `metrics.continuous_qwk`), averaged like the
+    on-grid QWK (`qwk_summary`): over folds where each fold's prompts share a scale, else over prompts with
+    ≥ `min_prompt_n` essays. Computed on the common scale: per prompt the map is affine, which QWK ignores."""
+    rows = scored(frame, schema, target)
+    t, c = common(rows, schema, "true", target), _clip(common(rows, schema, "pred", target), schema)
+    over_folds = all(schema.shares_scale(g["prompt"].unique(), target) for _, g in rows.groupby("fold"))
+    by = "fold" if over_folds else "prompt"
+    values = [m.continuous_qwk(t[index], c[index]) for _, index in rows.groupby(by, sort=True).indices.items()
+              if over_folds or len(index) >= min_prompt_n]
+    finite = [v for v in values if np.isfinite(v)]
+    return {"mean": float(np.mean(finite)) if finite else float("nan"),
+            "averaged_over": "folds" if over_folds else "prompts"}
+
+
+def subgroup_levels(frame: pd.DataFrame, column: str) -> pd.Series:
+    """Each essay's level of a subgroup column as text; essays without a value form the level `missing`."""
+    values = frame[column]
+    return values.astype(str).where(values.notna(), "missing")
+
+
+def subgroup_fairness(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, Any]:
+    """Per subgroup column (primary target, common scale): every level's n and DSM of the on-grid and of the
+    continuous (clipped) predictions, and the fairness analyses (`stages.lib.scoring.fairness`) of both."""
+    p = schema.primary
+    t, g = common(frame, schema, "true", p), common(frame, schema, "grid", p)
+    c = _clip(common(frame, schema, "pred", p), schema)
+    out: dict[str, Any] = {}
+    for column in schema.subgroups:
+        if column not in frame.columns:
+            continue
+        levels = subgroup_levels(frame, column)
+        by_level = {}
+        for level, index in frame.groupby(levels.to_numpy(), sort=True).indices.items():
+            by_level[str(level)] = {"n": len(index), "dsm": m.dsm(t[index], g[index], t, g),
+                                    "dsm_continuous": m.dsm(t[index], c[index], t, c)}
+        out[column] = {"levels": by_level, "on_grid": fairness_analyses(t, g, levels),
+                       "continuous": fairness_analyses(t, c, levels)}
+    return out
+
+
 def trait_mcrmse(frame: pd.DataFrame, schema: DatasetSchema) -> float:
     """MCRMSE over the analytic traits on the common scale (clipped continuous predictions), each trait over the
     essays that have it."""
@@ -189,6 +232,9 @@ def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -
         "per_prompt_qwk": {r.prompt: r.qwk for r in eligible.itertuples()},
         "tails": m.tail_adjacent(t, t_cat, g_cat, float(cfg["low_tail"]), float(cfg["high_tail"])),
         "smd": {"overall": m.smd(t, g), "by_subgroup": smd_by_subgroup(frame, schema)},
+        "continuous": {"qwk": continuous_qwk_summary(frame, schema, p, min_n), "rmse": m.rmse(t, c),
+                       "smd": m.smd(t, c)},
+        "subgroups": subgroup_fairness(frame, schema),
     }
 
 

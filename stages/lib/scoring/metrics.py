@@ -51,6 +51,18 @@ def smd(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float((y_pred.mean() - y_true.mean()) / sd) if sd > 0 else float("nan")
 
 
+def continuous_qwk(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """QWK for continuous scores (Haberman 2019, RSMTool's `quadratic_weighted_kappa`, ddof 0):
+    2·cov(H, M) / (var(H) + var(M) + (mean M − mean H)²); on integer scores it equals the categorical QWK."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if len(y_true) < 2:
+        return float("nan")
+    denominator = y_true.var() + y_pred.var() + (y_pred.mean() - y_true.mean()) ** 2
+    if denominator == 0:
+        return float("nan")
+    return float(2 * np.mean((y_true - y_true.mean()) * (y_pred - y_pred.mean())) / denominator)
+
+
 def dsm(y_true: np.ndarray, y_pred: np.ndarray, population_true: np.ndarray, population_pred: np.ndarray) -> float:
     """Difference of standardized means (RSMTool's subgroup statistic): the subgroup's mean prediction
     minus its mean truth, each as a z-score against the whole population's mean and SD (ddof=1)."""
