@@ -4,8 +4,6 @@ written as `reports/model_card.md` (committed) and beside the artifacts in `data
 
 from __future__ import annotations
 
-import pandas as pd
-
 from stages.lib.artifacts.files import MANIFEST
 from stages.lib.core.atomic import write_text
 from stages.lib.core.config import load_params
@@ -19,7 +17,6 @@ from stages.lib.core.paths import (
     MODEL_CARD,
     MODEL_CARD_BESIDE,
     MODELS_DIR,
-    arm_table_path,
     metrics_path,
     model_dir,
 )
@@ -35,12 +32,10 @@ def main() -> None:
     arm = manifest["arm"]
     schemes = list(SCHEMES)  # every scheme the arm was judged under (a scheme not run shows as such)
     metric_files = {scheme: metrics_path(arm, scheme) for scheme in schemes}
-    dsm_files = {scheme: arm_table_path(arm, scheme, "subgroup_dsm") for scheme in schemes}
-    read = [DATA_METRICS, GATE, DECISION, *metric_files.values(), *dsm_files.values()]
+    read = [DATA_METRICS, GATE, DECISION, *metric_files.values()]
     inputs = CardInputs(
         artifact=artifact, artifact_md5=dvc_dir_md5(artifact), manifest=manifest, data=read_json(DATA_METRICS),
         arm_metrics={s: read_json(p) for s, p in metric_files.items()},
-        dsm_tables={s: pd.read_csv(p) if p.is_file() else None for s, p in dsm_files.items()},
         gate=read_json(GATE), decision=read_json(DECISION), params=params, selection=selection["by"],
         evidence_md5={p.as_posix(): file_digest(p, "md5") for p in read if p.is_file()},
     )

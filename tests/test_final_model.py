@@ -169,7 +169,14 @@ def test_train_final_writes_the_same_artifact_twice(tmp_path, monkeypatch):
 def arm_metrics(rng: np.random.Generator, arm: str, scheme: str) -> dict:
     trait = {t: {"mean": float(rng.uniform(0.45, 0.8)), "std": 0.02, "pooled": 0.6} for t in TARGETS}
     return {"arm": arm, "scheme": scheme, "qwk": {"mean": trait["Overall"]["mean"], "std": 0.03, "pooled": 0.61},
-            "qwk_by_trait": trait, "mcrmse": 0.5, "agreement": {"exact": 0.4}, "worst_prompt_qwk": 0.41,
+            "qwk_by_trait": trait, "mcrmse": 0.5, "agreement": {"exact": 0.4, "rmse": 0.62},
+            "continuous": {"qwk": {"mean": float(rng.uniform(0.45, 0.8))}, "rmse": 0.536, "smd": 0.012},
+            "subgroups": {"grade": {"levels": {"8": {"n": 400, "dsm": 0.05, "dsm_continuous": 0.04},
+                                               "9": {"n": 6, "dsm": -0.32, "dsm_continuous": -0.22}},
+                                    **{kind: {key: {"r2_adj": float(rng.uniform(0, 0.01)), "p": p}
+                                              for key, p in (("osa", 0.31), ("osd", 0.0004), ("csd", 0.045))}
+                                       for kind in ("on_grid", "continuous")}}},
+            "worst_prompt_qwk": 0.41,
             "worst_prompts": ["Prompt 1"], "per_prompt_qwk": {"Prompt 1": 0.41},
             "tails": {"low_adjacent": 0.8, "high_adjacent": 0.79},
             "smd": {"overall": float(rng.uniform(-0.3, 0.3)),
@@ -200,6 +207,14 @@ def test_the_model_card_says_what_the_evidence_says(tmp_path, monkeypatch):
     assert MODEL_CARD_BESIDE.read_text() == card
     assert dvc_dir_md5(model_dir("xgb")) in card and "Verdict: defer" in card and "lora: fails" in card
     assert "-0.250 [-0.300, -0.200]" in card
+    ph = evidence[metrics_path("xgb", "prompt_holdout")]
+    assert (f"| QWK (mean over folds) | {ph['qwk']['mean']:.3f} | {ph['continuous']['qwk']['mean']:.3f} |" in card
+            and "| RMSE | 0.620 | 0.536 |" in card and "the continuous score has the lower RMSE" in card)
+    # the DSM columns are the metrics' seed means
+    assert "| grade | 9 (small n) | 6 | **-0.600** ⚑ | **-0.320** ⚑ | **-0.220** ⚑ |" in card
+    fit = ph["subgroups"]["grade"]["on_grid"]
+    assert (f"| grade | on-grid | {fit['osa']['r2_adj']:.4f} | 0.310 | {fit['osd']['r2_adj']:.4f} | < 0.001 | "
+            f"{fit['csd']['r2_adj']:.4f} | 0.045 |") in card
 
     def flagged_traits(text: str) -> set[str]:
         return {line.split("|")[1].strip() for line in text.splitlines()

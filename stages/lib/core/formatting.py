@@ -21,6 +21,11 @@ def num(value: Any, digits: int = 3, *, signed: bool = False, missing: str = MIS
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
+def p_value(value: Any) -> str:
+    """A significance level: three decimals, or `< 0.001`."""
+    return "< 0.001" if is_number(value) and 0 <= value < 0.001 else num(value, 3)
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     """A markdown table, one line per row."""
     return ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",

@@ -9,9 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from stages.lib.core.formatting import md_table, num
+from stages.lib.core.formatting import md_table, num, p_value
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.serving.flags import RULES
 
@@ -24,11 +22,11 @@ class CardInputs:
     """Everything the card reads, by role (paths are given so the stage names them once, in paths.py)."""
 
     def __init__(self, *, artifact: Path, artifact_md5: str, manifest: dict[str, Any], data: dict[str, Any] | None,
-                 arm_metrics: dict[str, dict[str, Any] | None], dsm_tables: dict[str, pd.DataFrame | None],
+                 arm_metrics: dict[str, dict[str, Any] | None],
                  gate: dict[str, Any] | None, decision: dict[str, Any] | None, params: dict[str, Any],
                  selection: str, evidence_md5: dict[str, str], others: list[tuple[Path, str, dict]] = ()):
         self.artifact, self.artifact_md5, self.manifest = artifact, artifact_md5, manifest
-        self.data, self.arm_metrics, self.dsm_tables = data, arm_metrics, dsm_tables
+        self.data, self.arm_metrics = data, arm_metrics
         self.gate, self.decision, self.params, self.selection = gate, decision, params, selection
         self.evidence_md5 = evidence_md5
         self.others = list(others)  # other final artifacts: (path, DVC md5, manifest)
@@ -161,21 +159,61 @@ def _subgroups(c: CardInputs, scheme: str, s: dict[str, Any]) -> list[str]:
     lines = ["", f"### Subgroups ({scheme}; ⚑ |SMD| > {rep['smd_flag']:.2f}, |DSM| > {rep['dsm_flag']:.2f})", "",
              f"Overall SMD (mean prediction − mean human score, in human SDs): "
              f"{_flag(num(overall, signed=True), overall is not None and abs(overall) > rep['smd_flag'])}.", ""]
-    dsm = c.dsm_tables.get(scheme)
-    dsm_at = {} if dsm is None else {(r.subgroup, str(r.level)): float(r.dsm) for r in dsm.itertuples()}
+    fairness = s.get("subgroups") or {}
+
+    def dsm_cell(value: Any) -> str:
+        flagged = value is not None and math.isfinite(value) and abs(value) > rep["dsm_flag"]
+        return _flag(num(value, signed=True), flagged)
+
     rows = []
     for column, levels in (smd.get("by_subgroup") or {}).items():
         for level, entry in levels.items():
-            value, d = entry.get("smd"), dsm_at.get((column, str(level)))
+            value = entry.get("smd")
+            dsm = ((fairness.get(column) or {}).get("levels") or {}).get(str(level)) or {}
             small = " (small n)" if entry["n"] < c.params["evaluate"]["min_prompt_n"] else ""
             rows.append([column, f"{level}{small}", f"{entry['n']:,}",
                          _flag(num(value, signed=True), value is not None and abs(value) > rep["smd_flag"]),
-                         _flag(num(d, signed=True), d is not None and math.isfinite(d) and abs(d) > rep["dsm_flag"])])
-    lines += md_table(["subgroup", "level", "essays", "SMD", "DSM"], rows)
+                         dsm_cell(dsm.get("dsm")), dsm_cell(dsm.get("dsm_continuous"))])
+    lines += md_table(["subgroup", "level", "essays", "SMD", "DSM", "DSM (continuous)"], rows)
     lines += ["", f"A level with fewer than {c.params['evaluate']['min_prompt_n']} essays is marked small n: its "
-              "statistics move a lot with a few essays. DSM (RSMTool's difference of standardized means) is shown "
-              "where `evaluate` wrote its subgroup table."]
+              "statistics move a lot with a few essays. DSM is RSMTool's difference of standardized means; every "
+              "figure is the mean over the arm's training seeds."]
+    fits = [[column, label, *(cell for key in ("osa", "osd", "csd")
+                              for cell in (num(block[kind][key]["r2_adj"], 4), p_value(block[kind][key]["p"])))]
+            for column, block in fairness.items() for kind, label in (("on_grid", "on-grid"),
+                                                                      ("continuous", "continuous"))]
+    if fits:
+        lines += ["", f"### Fairness analyses ({scheme})", "",
+                  *md_table(["subgroup", "score", "accuracy R²", "p", "difference R²", "p", "conditional R²", "p"],
+                            fits),
+                  "", "Loukina, Madnani & Zechner (2019), as RSMTool computes them: the share of variance (adjusted "
+                  "R²) in the squared error (overall score accuracy), in the error (overall score difference) and in "
+                  "the error given the human score (conditional score difference) that the subgroup explains, with "
+                  "the F test's p value."]
     return lines
+
+
+def _which_score(c: CardInputs) -> list[str]:
+    """Which of the two scores `score` writes suits which use, with the cross-validated figures of each."""
+    s = c.arm_metrics.get("prompt_holdout") or next((v for v in c.arm_metrics.values() if v), None)
+    if s is None or "continuous" not in s:
+        return []
+    primary, a, cont = c.params["dataset"]["primary"], s["agreement"], s["continuous"]
+    rows = [["QWK (mean over folds)", num(s["qwk"]["mean"]), num(cont["qwk"]["mean"])],
+            ["RMSE", num(a["rmse"]), num(cont["rmse"])],
+            ["SMD", num(s["smd"]["overall"], signed=True), num(cont["smd"], signed=True)]]
+    lower = "continuous" if cont["rmse"] < a["rmse"] else "on-grid"
+    return ["", "## Which score to use", "",
+            f"`score` writes two scores per target: `{primary}` on the rubric's grid and `{primary}_continuous` "
+            "(the model's estimate, clipped to the scale). The on-grid score comes from cutpoints fitted so that "
+            "predictions spread like the human scores, which is what agreement statistics reward; the continuous "
+            "score keeps the model's own estimate, without that spreading. Cross-validated figures of this arm "
+            f"({primary}, out-of-fold):", "",
+            *md_table(["", "on-grid", "continuous"], rows), "",
+            "- Reporting a score on the rubric, or comparing with a human rater: the on-grid score (it is what QWK "
+            "and exact/adjacent agreement judge).",
+            f"- Ranking essays, averaging over essays or groups, or studying score distributions: the continuous "
+            f"score. It has no rounding steps, and here the {lower} score has the lower RMSE."]
 
 
 def _gate_section(c: CardInputs) -> list[str]:
@@ -269,8 +307,8 @@ def _use_section(c: CardInputs) -> list[str]:
 def render(c: CardInputs) -> str:
     lines = [f"# Model card: `{c.manifest['arm']}` final model", "",
              "Generated by the `model_card` stage (`dvc repro`) from tracked evidence; do not edit by hand."]
-    lines += ["", *_model_section(c), *_data_section(c), *_evidence_section(c), *_gate_section(c), *_others_section(c),
-              *_use_section(c)]
+    lines += ["", *_model_section(c), *_data_section(c), *_evidence_section(c), *_which_score(c), *_gate_section(c),
+              *_others_section(c), *_use_section(c)]
     lines += ["", "## Evidence files", "", *md_table(["file", "md5"], [[f"`{k}`", f"`{v}`"]
                                                                    for k, v in c.evidence_md5.items()])]
     return "\n".join(lines) + "\n"

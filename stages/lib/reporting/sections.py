@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib.core.formatting import num
+from stages.lib.core.formatting import num, p_value
 from stages.lib.core.paths import ADR, ARM_REPORTS_DIR, DATA_METRICS
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.checklist import ITEMS
@@ -267,10 +267,6 @@ def _seed_mean_smd_dsm(metrics: dict[str, Any], column: str, level: str) -> tupl
     return (float("nan") if smd is None else smd), (float("nan") if dsm is None else dsm)
 
 
-def _p_value(p: Any) -> str:
-    return "< 0.001" if isinstance(p, float) and 0 <= p < 0.001 else num(p, 3)
-
-
 FAIRNESS_NAMES = {"osa": "overall score accuracy", "osd": "overall score difference",
                   "csd": "conditional score difference"}
 
@@ -291,7 +287,7 @@ def fairness(r: ReportInputs, scheme: str, arms: list[str]) -> list[str]:
                     fit = (block.get(kind) or {}).get(key) or {}
                     spread = ((sd.get(kind) or {}).get(key) or {}).get("r2_adj")
                     text = num(fit.get("r2_adj"), 4) + (f" ± {num(spread, 4)}" if spread is not None else "")
-                    cells += [text, _p_value(fit.get("p"))]
+                    cells += [text, p_value(fit.get("p"))]
             rows.append(cells)
     if not rows:
         return []
