@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.data.schema import DatasetSchema, ScoreGrid
 from stages.lib.scoring import metrics as m
 from stages.lib.scoring.fairness import fairness_analyses, ordered_levels
 from tests.fairness_rows import fairness_rows
@@ -61,3 +62,21 @@ def test_a_planted_bias_shows_in_the_difference_analyses_and_an_unbiased_scorer_
 
 def test_the_base_group_is_the_largest_with_ties_broken_alphabetically():
     assert ordered_levels(pd.Series(["z", "z", "b", "b", "a"])) == ["b", "z", "a"]
+
+
+def test_own_scale_errors_are_each_prompts_rubric_errors_and_shares_of_its_range():
+    from stages.lib.scoring.evaluation import own_scale_errors
+
+    schema = DatasetSchema(text="full_text", prompt="prompt", targets=("Overall", "Vocabulary"), primary="Overall",
+                           grid=ScoreGrid(0.0, 1.0, 0.1), subgroups=(),
+                           prompt_grids={"wide": ScoreGrid(0.0, 40.0, 1.0), "narrow": ScoreGrid(0.0, 4.0, 1.0)})
+    frame = pd.DataFrame({"prompt": ["wide"] * 2 + ["narrow"] * 2,
+                          "true_Overall": [10.0, 20.0, 1.0, 2.0], "pred_Overall": [14.0, 17.0, 1.5, 9.0],
+                          "true_Vocabulary": [5.0, 5.0, 3.0, 3.0], "pred_Vocabulary": [7.0, 3.0, 3.0, 3.0]})
+    out = own_scale_errors(frame, schema)
+    wide, narrow = out["by_prompt"]["wide"], out["by_prompt"]["narrow"]
+    assert wide["rmse"] == pytest.approx(np.sqrt((16 + 9) / 2))
+    assert wide["rmse_share"] == pytest.approx(wide["rmse"] / 40)
+    assert narrow["rmse"] == pytest.approx(np.sqrt((0.25 + 4) / 2))  # 9.0 is clipped to the prompt's maximum, 4
+    assert wide["mcrmse"] == pytest.approx(2.0) and narrow["mcrmse"] == pytest.approx(0.0)  # the trait only
+    assert out["rmse_share_mean"] == pytest.approx((wide["rmse_share"] + narrow["rmse_share"]) / 2)

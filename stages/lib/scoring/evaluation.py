@@ -179,6 +179,40 @@ def subgroup_fairness(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, A
     return out
 
 
+def own_scale_errors(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, Any]:
+    """Per prompt, on its own scales: RMSE of the primary target and MCRMSE over the analytic traits it scores
+    (as `trait_mcrmse`; continuous predictions clipped to each grid), each also as a share of the grid's range,
+    with the means of the shares over prompts. Where prompts use different scales, these are errors a reader can
+    relate to a rubric (the common-scale RMSE and MCRMSE are not)."""
+    by_prompt: dict[str, dict[str, float]] = {}
+    for prompt, index in frame.groupby("prompt", sort=True).indices.items():
+        group = frame.iloc[index]
+        errors = {}
+        for target in schema.targets:
+            if not schema.scores(prompt, target):
+                continue
+            grid = schema.grid_for(prompt, target)
+            truth = group[f"true_{target}"].to_numpy(float)
+            ok = np.isfinite(truth)
+            if ok.any():
+                pred = np.clip(group[f"pred_{target}"].to_numpy(float)[ok], grid.low, grid.high)
+                rmse = m.rmse(truth[ok], pred)
+                errors[target] = (rmse, rmse / (grid.high - grid.low))
+        if not errors:
+            continue
+        primary = errors.get(schema.primary, (float("nan"), float("nan")))
+        traits = [errors[t] for t in schema.traits if t in errors]
+        by_prompt[str(prompt)] = {"rmse": primary[0], "rmse_share": primary[1],
+                                  "mcrmse": float(np.mean([e[0] for e in traits])) if traits else float("nan"),
+                                  "mcrmse_share": float(np.mean([e[1] for e in traits])) if traits else float("nan")}
+
+    def mean(key: str) -> float:
+        values = [v[key] for v in by_prompt.values() if np.isfinite(v[key])]
+        return float(np.mean(values)) if values else float("nan")
+
+    return {"rmse_share_mean": mean("rmse_share"), "mcrmse_share_mean": mean("mcrmse_share"), "by_prompt": by_prompt}
+
+
 def trait_mcrmse(frame: pd.DataFrame, schema: DatasetSchema) -> float:
     """MCRMSE over the analytic traits on the common scale (clipped continuous predictions), each trait over the
     essays that have it."""
@@ -235,6 +269,7 @@ def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -
         "continuous": {"qwk": continuous_qwk_summary(frame, schema, p, min_n), "rmse": m.rmse(t, c),
                        "smd": m.smd(t, c)},
         "subgroups": subgroup_fairness(frame, schema),
+        "own_scale_error": own_scale_errors(frame, schema),
     }
 
 
