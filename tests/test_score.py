@@ -379,5 +379,10 @@ def test_provenance_names_the_locked_md5(synthetic, synthetic_scorer, tmp_path):
         assert record["packages"].get("xgboost-cpu") or record["packages"].get("xgboost")
         assert record["selection"]["by"] == "--model"
         assert "utc" not in json.dumps(record).lower()  # no wall-clock time
+        written = list(pd.read_csv(out, nrows=0).columns)
+        use = record["score_use"]
+        assert use["continuous"]["columns"] == [c for c in written if c.endswith("_continuous")]
+        assert use["on_grid"]["columns"] == [c.removesuffix("_continuous") for c in use["continuous"]["columns"]]
+        assert set(use["on_grid"]["columns"]) <= set(written)
     finally:
         lock.unlink()

@@ -140,7 +140,9 @@ def score_file(input_path: Path, out: Path, *, model: str | None = None, text_co
                          flag_counts=writer.flag_counts, input_file=source, artifact_path=artifact_path,
                          manifest=artifact.manifest, selection=selection,
                          options={"batch_size": batch_size, "output_format": "parquet" if writer.parquet else "csv",
-                                  "feature_range_flags": bool(scorer.handcrafted)})
+                                  "feature_range_flags": bool(scorer.handcrafted)},
+                         score_columns={"on_grid": list(schema.targets),
+                                        "continuous": [f"{t}{CONTINUOUS_SUFFIX}" for t in schema.targets]})
         writer.publish(record)
     return record
 

@@ -94,8 +94,9 @@ def select_model(model: str | None, models_dir: Path, decision_path: Path) -> tu
 
 def sidecar(*, scores: Path, scores_sha256: str, n_rows: int, n_scored: int, flag_counts: dict[str, int],
             input_file: Any, artifact_path: Path, manifest: dict[str, Any], selection: dict[str, Any],
-            options: dict[str, Any]) -> dict[str, Any]:
-    """The provenance record written beside a scores file."""
+            options: dict[str, Any], score_columns: dict[str, list[str]]) -> dict[str, Any]:
+    """The provenance record written beside a scores file; `score_columns` names the file's on-grid and
+    continuous score columns (keys `on_grid`, `continuous`)."""
     lock = locked_md5(artifact_path, find_lock(artifact_path))
     on_disk = dvc_dir_md5(artifact_path)
     return {
@@ -113,6 +114,15 @@ def sidecar(*, scores: Path, scores_sha256: str, n_rows: int, n_scored: int, fla
             "lock": lock, "trained_on": manifest.get("trained_on"), "calibration": manifest.get("calibration"),
             "params": manifest.get("params"), "training_packages": manifest.get("packages"),
             "files_sha256": manifest.get("files"),
+        },
+        "score_use": {
+            "on_grid": {"columns": score_columns["on_grid"],
+                        "use": "a score on the rubric's grid, from cutpoints fitted so that predictions spread like "
+                               "the human scores: report a score, compare with a human rater"},
+            "continuous": {"columns": score_columns["continuous"],
+                           "use": "the model's estimate clipped to the scale: rank essays, average over essays or "
+                                  "groups, study score distributions"},
+            "figures": "cross-validated QWK, RMSE and SMD of both: the model card's 'Which score to use' section",
         },
         "selection": selection,
         "packages": package_versions(PACKAGES),
