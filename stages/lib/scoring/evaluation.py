@@ -107,6 +107,12 @@ def fold_qwk(frame: pd.DataFrame, schema: DatasetSchema, target: str) -> list[fl
     return out
 
 
+def folds_share_scales(rows: pd.DataFrame, schema: DatasetSchema, target: str) -> bool:
+    """Whether every fold's prompts share one scale for `target`: QWK is then averaged over folds, else over
+    prompts."""
+    return all(schema.shares_scale(g["prompt"].unique(), target) for _, g in rows.groupby("fold"))
+
+
 MIXED_SCALES = "prompts use different score scales: pooled QWK would measure which prompt an essay came from"
 
 
@@ -119,7 +125,7 @@ def qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: str, min_pro
     eligible = prompts[prompts["n"] >= min_prompt_n]["qwk"].to_numpy(float)
     prompt_mean = float(np.nanmean(eligible)) if np.isfinite(eligible).any() else float("nan")
     per_fold = fold_qwk(rows, schema, target)
-    over_folds = all(schema.shares_scale(g["prompt"].unique(), target) for _, g in rows.groupby("fold"))
+    over_folds = folds_share_scales(rows, schema, target)
     values = per_fold if over_folds else eligible[np.isfinite(eligible)].tolist()
     same = schema.shares_scale(rows["prompt"].unique(), target)
     grid = schema.grid_for(rows["prompt"].iloc[0], target) if len(rows) else schema.grid
@@ -144,7 +150,7 @@ def continuous_qwk_summary(frame: pd.DataFrame, schema: DatasetSchema, target: s
     ≥ `min_prompt_n` essays. Computed on the common scale: per prompt the map is affine, which QWK ignores."""
     rows = scored(frame, schema, target)
     t, c = common(rows, schema, "true", target), _clip(common(rows, schema, "pred", target), schema)
-    over_folds = all(schema.shares_scale(g["prompt"].unique(), target) for _, g in rows.groupby("fold"))
+    over_folds = folds_share_scales(rows, schema, target)
     by = "fold" if over_folds else "prompt"
     values = [m.continuous_qwk(t[index], c[index]) for _, index in rows.groupby(by, sort=True).indices.items()
               if over_folds or len(index) >= min_prompt_n]
