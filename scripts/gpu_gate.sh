@@ -44,19 +44,19 @@ import os
 
 import yaml
 
-from stages.lib.training.finetune_config import select_budget
+from stages.lib.core.config import load_params, select_budget
 
-committed = yaml.safe_load(open("params.yaml"))
+overrides = os.environ["OVERRIDES"].split()
 seeds = [int(s) for s in os.environ["SEEDS"].split()] or None
 if seeds:  # a subset of the profile's seeds (e.g. the first only) is a selection of its own: the profile says so
-    committed["finetune"]["budgets"][os.environ["BUDGET"]]["seeds"] = seeds
-params = select_budget(committed, os.environ["BUDGET"], os.environ["OVERRIDES"].split(),
+    overrides.append(f"seeds=[{', '.join(map(str, seeds))}]")
+params = select_budget(load_params("params.yaml"), os.environ["BUDGET"], overrides,
                        arms=os.environ["ARMS"].split() or None, schemes=os.environ["SCHEMES"].split(), seeds=seeds)
 with open(os.environ["AES_PARAMS"], "w") as fh:
-    yaml.safe_dump(params, fh, sort_keys=False)
-print(*params["finetune"]["arms"])
-print(*params["finetune"]["folds"])
-print(*params["seeds"]["finetune"])
+    yaml.safe_dump(params.model_dump(), fh, sort_keys=False)
+print(*params.finetune.arms)
+print(*params.finetune.folds)
+print(*params.seeds.finetune)
 EOF_PY
 )
 { read -r -a ARMS; read -r -a PARAM_FOLDS; read -r -a SEED_LIST; } <<<"$selected"

@@ -11,7 +11,7 @@ from stages.lib.data.corpus_source import acquire
 
 def main() -> None:
     params = load_params()
-    origin = acquire(params["corpus"])
+    origin = acquire(params.corpus)
     print(f"acquired {RAW_CORPUS} from {origin}")
 
 

@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.atomic import write_json, write_parquet
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.io import read_json_object
+from stages.lib.core.params import ARMS, SCHEMES, Params
 from stages.lib.core.paths import predictions_path, run_dir, training_path
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.evaluation import table_qwk
 from stages.lib.scoring.predictions import validate_predictions
 from stages.lib.scoring.training_record import FoldRecord, TrainingRecord, build_record
-from stages.lib.training.finetune_config import ARMS, SCHEMES, finetune_config
 from stages.lib.training.runs import PREDICTIONS, TOKENS, TRAIN_LOG
 from stages.lib.windows.chunking import coverage_report
 
@@ -95,17 +95,17 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def collect(arm: str, scheme: str, folds: list[int], params: dict[str, Any], seed: int) -> TrainingRecord:
+def collect(arm: str, scheme: str, folds: list[int], params: Params, seed: int) -> TrainingRecord:
     """One seed's fold runs into its predictions table and training record."""
-    if seed not in arm_seeds(params, arm):
-        raise InputError(f"--seed {seed} is not in params seeds.finetune {arm_seeds(params, arm)}")
+    if seed not in params.seeds.of(arm):
+        raise InputError(f"--seed {seed} is not in {params.source} seeds.finetune {params.seeds.of(arm)}")
     schema = DatasetSchema.from_params(params)
     runs = [read_run(arm, scheme, fold, seed) for fold in folds]
     table = pd.concat([r[0] for r in runs], ignore_index=True)
     validate_predictions(table, schema, f"{arm}/{scheme} folds {folds}")
     val_qwk = [table_qwk(r[0], schema, schema.primary) for r in runs]
     record = summarise(arm, scheme, seed, [r[2] for r in runs], val_qwk,
-                       pd.concat([r[1] for r in runs], ignore_index=True), list(finetune_config(params).folds),
+                       pd.concat([r[1] for r in runs], ignore_index=True), list(params.finetune.folds),
                        len(table), run_info(seed))
     write_parquet(predictions_path(arm, scheme, seed), table)
     write_json(training_path(arm, scheme, seed), record.to_dict())
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, help="a training seed in params seeds.finetune (default: the first)")
     args = parser.parse_args(argv)
     params = load_params()
-    folds = args.folds or list(finetune_config(params).folds)
-    seed = arm_seeds(params, args.arm)[0] if args.seed is None else args.seed
+    folds = args.folds or list(params.finetune.folds)
+    seed = params.seeds.of(args.arm)[0] if args.seed is None else args.seed
     record = collect(args.arm, args.scheme, folds, params, seed)
     print(f"{args.arm}_{args.scheme} seed {seed}: {record.n_essays} essays from folds {folds}; budget {record.budget} "
           f"(gate_valid={record.gate_valid}), {record.details['wall_seconds_total']:.0f}s of training runs; "

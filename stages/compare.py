@@ -12,7 +12,7 @@ import zlib
 import numpy as np
 
 from stages.lib.core.atomic import write_csv, write_json
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import GATE, GATE_DELTAS, GATE_FIGURE, predictions_path
 from stages.lib.data.schema import DatasetSchema
@@ -71,7 +71,7 @@ def main() -> None:
     params = load_params()
     cfg = GateConfig.from_params(params)
     record = compare(cfg, DatasetSchema.from_params(params),
-                     {arm: arm_seeds(params, arm) for arm in (cfg.reference, *cfg.candidates)})
+                     {arm: params.seeds.of(arm) for arm in (cfg.reference, *cfg.candidates)})
     write_json(GATE, record)
     deltas = deltas_table(record)
     write_csv(GATE_DELTAS, deltas)

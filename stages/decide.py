@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from stages.lib.core.atomic import write_json, write_text
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
 from stages.lib.core.paths import ADR, DECISION, GATE
 from stages.lib.gate.adr import render_adr
@@ -49,7 +49,7 @@ def main() -> None:
     gate = read_required_json(GATE, "compare")
     arms, schemes = [cfg.reference, *cfg.candidates], list(cfg.schemes)
     arm_metrics = load_arm_files(arms, schemes)
-    training = load_training(arms, schemes, {arm: arm_seeds(params, arm) for arm in arms})
+    training = load_training(arms, schemes, {arm: params.seeds.of(arm) for arm in arms})
     decision = verdict(gate, training)
     checklist = build_checklist(cfg, gate, training, lock_outputs())
     date = latest_finish(*arm_metrics.values(), *training_records(training))

@@ -20,26 +20,25 @@ from stages.lib.encoders.embedding import embed_texts, embedding_columns
 
 def main() -> None:
     params = load_params()
-    cfg = params["embeddings"]
-    torch.manual_seed(int(params["seed"]))
-    torch.set_num_threads(int(cfg["threads"]))
+    cfg = params.embeddings
+    torch.manual_seed(params.seed)
+    torch.set_num_threads(cfg.threads)
     essays = read_texts()
-    tokenizer, model = load_encoder(cfg["backbone"])
+    tokenizer, model = load_encoder(cfg.backbone)
     start = time.perf_counter()
-    vectors, coverage = embed_texts(
-        essays["text"].tolist(), tokenizer, model, int(cfg["max_length"]), int(cfg["stride"]), int(cfg["batch_tokens"])
-    )
+    vectors, coverage = embed_texts(essays["text"].tolist(), tokenizer, model, cfg.max_length, cfg.stride,
+                                    cfg.batch_tokens)
     seconds = time.perf_counter() - start
     columns = embedding_columns(vectors.shape[1])
     frame = pd.concat([essays[["essay_id"]], pd.DataFrame(vectors, columns=columns)], axis=1)
     write_parquet(EMBEDDINGS, frame)
     write_json(EMBEDDING_METRICS, {
-        "backbone": cfg["backbone"],
+        "backbone": cfg.backbone,
         "dimensions": vectors.shape[1],
         "seconds": round(seconds, 1),
         "essays_per_second": round(len(essays) / seconds, 2),
         "truncation_coverage": coverage,
-        "run": run_info(params["seed"], threads=torch.get_num_threads()),
+        "run": run_info(params.seed, threads=torch.get_num_threads()),
     })
     print(f"embedded {len(essays)} essays in {seconds:.0f}s; coverage {coverage}")
 

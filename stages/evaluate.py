@@ -11,8 +11,9 @@ import argparse
 import pandas as pd
 
 from stages.lib.core.atomic import write_csv, write_json, write_text
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
+from stages.lib.core.params import Params
 from stages.lib.core.paths import (
     arm_table_path,
     metrics_path,
@@ -92,14 +93,14 @@ def residual_report(arm: str, scheme: str, summary: dict, tables: dict[str, pd.D
     return "\n".join(sections) + "\n"
 
 
-def evaluate(arm: str, scheme: str, params: dict) -> dict:
+def evaluate(arm: str, scheme: str, params: Params) -> dict:
     """Judge the arm's predictions, every training seed's table, and write every output of the stage; returns
     the metrics (seed means at the top level, `seed_sd`, `per_seed`). The per-essay tables and plot data are
     the first seed's."""
     schema = DatasetSchema.from_params(params)
-    seeds = arm_seeds(params, arm)
+    seeds = params.seeds.of(arm)
     frames = [read_predictions(predictions_path(arm, scheme, seed), schema) for seed in seeds]
-    per_seed = [summarise(frame, schema, params["evaluate"]) for frame in frames]
+    per_seed = [summarise(frame, schema, params.evaluate) for frame in frames]
     mean, sd = combine_seeds(per_seed)
     summary = {"seeds": seeds, "n_seeds": len(seeds), "estimate": ESTIMATE, "tables_seed": seeds[0], **mean,
                "seed_sd": sd, "per_seed": {str(seed): one for seed, one in zip(seeds, per_seed, strict=True)}}
@@ -118,7 +119,7 @@ def evaluate(arm: str, scheme: str, params: dict) -> dict:
               pd.DataFrame({"actual": common_grid_labels(rows["true"], schema),
                             "predicted": common_grid_labels(rows["pred_grid"], schema)}))
     write_csv(plot_data_path(arm, scheme, "residual_vs_length"), rows[["n_words", "residual_continuous", "residual"]])
-    write_json(metrics_path(arm, scheme), {"arm": arm, "scheme": scheme, **summary, "run": run_info(params["seed"])})
+    write_json(metrics_path(arm, scheme), {"arm": arm, "scheme": scheme, **summary, "run": run_info(params.seed)})
     return summary
 
 

@@ -6,29 +6,29 @@ from __future__ import annotations
 import time
 
 from stages.lib.core.atomic import write_json, write_parquet
-from stages.lib.core.config import load_params, section
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
 from stages.lib.core.paths import FEATURE_METRICS, HANDCRAFTED
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.prepared import read_texts
 from stages.lib.features.linguistic import FEATURES
-from stages.lib.features.store_builder import SETTINGS, compute
+from stages.lib.features.store_builder import compute
 
 
 def main() -> None:
     params = load_params()
-    cfg = {key: section(params, "features", key) for key in SETTINGS}
+    cfg = params.features
     essays = read_texts()
     start = time.perf_counter()
-    table = compute(essays, cfg)
+    table = compute(essays, cfg, source=params.source)
     seconds = time.perf_counter() - start
     report = {
         "n_essays": len(table),
         "n_features": len(FEATURES),
         "seconds": round(seconds, 1),
-        "spacy_model": cfg["spacy_model"],
+        "spacy_model": cfg.spacy_model,
         "dictionary": FEATURES,
-        "run": run_info(params["seed"]),
+        "run": run_info(params.seed),
     }
     write_parquet(HANDCRAFTED, table)
     write_json(FEATURE_METRICS, report)

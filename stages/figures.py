@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from stages.lib.core.atomic import write_csv
-from stages.lib.core.config import load_params, section
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
 from stages.lib.core.paths import FIGURES_DIR, plot_data_path
 from stages.lib.reporting.figures import confusion_figure, per_prompt_figure, residual_band_figure, save_png
@@ -54,18 +54,18 @@ def confusion_tables(arms: list[str], schemes: list[str]) -> dict[str, pd.DataFr
 
 def main() -> None:
     params = load_params()
-    qwk_flag = float(section(params, "report", "qwk_flag"))
-    reference = str(section(params, "gate", "reference"))
-    arms = [reference, *section(params, "gate", "candidates")]
-    schemes = list(section(params, "gate", "schemes"))
-    prompts = per_prompt_frame(arms, schemes, int(section(params, "evaluate", "min_prompt_n")))
+    qwk_flag, min_n = params.report.qwk_flag, params.evaluate.min_prompt_n
+    reference = params.gate.reference
+    arms = [reference, *params.gate.candidates]
+    schemes = list(params.gate.schemes)
+    prompts = per_prompt_frame(arms, schemes, min_n)
     bands = residual_band_frame(arms, schemes)
     write_csv(FIGURES_DIR / "per_prompt_qwk.csv", prompts)
     write_csv(FIGURES_DIR / "residual_by_band.csv", bands)
     for scheme in schemes:
         subset = prompts[(prompts["scheme"] == scheme) & prompts["eligible"]]
         save_png(per_prompt_figure(subset, reference, f"Per-prompt QWK, {scheme} (prompts with ≥ "
-                                   f"{params['evaluate']['min_prompt_n']} essays)", qwk_flag),
+                                   f"{min_n} essays)", qwk_flag),
                  FIGURES_DIR / f"per_prompt_qwk_{scheme}.png")
     save_png(residual_band_figure(bands, "Mean residual by human score band"), FIGURES_DIR / "residual_by_band.png")
     save_png(confusion_figure(confusion_tables(arms, schemes), "Predicted vs actual (primary target)"),

@@ -8,21 +8,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from stages.lib.core.atomic import atomic_dir, write_json
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.params import ARMS, SCHEMES, Finetune, Params
 from stages.lib.core.paths import PREFLIGHT, run_dir
 from stages.lib.core.runinfo import device_name, run_info
 from stages.lib.data.fold_files import read_fold, scheme_folds
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.predictions import fold_predictions
 from stages.lib.training.essay_model import count_parameters
-from stages.lib.training.finetune_config import ARMS, SCHEMES, FinetuneConfig, finetune_config
 from stages.lib.training.fold_essays import calibrate, coverage_and_tokens, encode, select_essays
 from stages.lib.training.leakage import prompt_leakage
 from stages.lib.training.recipe import fit_arm
@@ -31,32 +30,33 @@ from stages.lib.training.runtime import open_runtime
 from stages.lib.training.speed_ladder import proven_budget
 
 
-def check_selection(cfg: FinetuneConfig, arm: str, scheme: str, fold: int, seed: int, seeds: list[int]) -> None:
+def check_selection(cfg: Finetune, arm: str, scheme: str, fold: int, seed: int, seeds: list[int], source: str
+                    ) -> None:
     """The requested run must be one the params select (so stale CLI calls fail closed)."""
     for name, value, chosen in (("arm", arm, cfg.arms), ("scheme", scheme, cfg.schemes), ("fold", fold, cfg.folds),
                                 ("seed", seed, seeds)):
         if value not in chosen:
-            raise InputError(f"--{name} {value!r} is not selected in the params ({list(chosen)})")
+            raise InputError(f"--{name} {value!r} is not selected in {source} ({list(chosen)})")
     made = scheme_folds(scheme)
     if fold not in made:
         raise InputError(f"finetune.folds: fold {fold} of {scheme} does not exist; the folds stage made {made} "
                          "(with folds.leave_one_prompt_out, one per prompt)")
 
 
-def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
+def run_fold(arm: str, scheme: str, fold: int, params: Params, seed: int | None = None) -> dict[str, Any]:
     """Train and score one fold with one training seed (default: the first of `seeds.finetune`); write its run
     directory; return the training log."""
     t0 = time.perf_counter()
-    cfg = finetune_config(params)
-    seeds = arm_seeds(params, arm)
+    cfg = params.finetune
+    seeds = params.seeds.of(arm)
     seed = seeds[0] if seed is None else int(seed)
-    check_selection(cfg, arm, scheme, fold, seed, seeds)
-    schema, budget = DatasetSchema.from_params(params), proven_budget(cfg.budget, PREFLIGHT)
+    check_selection(cfg, arm, scheme, fold, seed, seeds, params.source)
+    schema, budget = DatasetSchema.from_params(params), proven_budget(cfg.selected, PREFLIGHT)
     runtime = open_runtime(budget, seed)
     tokenizer = runtime.tokenizer
     essays = select_essays(*read_fold(scheme, fold), budget, seed)
     t_prep = time.perf_counter()
-    fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives[arm], seed, fold)
+    fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives.of(arm), seed, fold)
     model, objective, accelerator, training = fitted.model, fitted.objective, fitted.accelerator, fitted.training
     t_train = time.perf_counter()
     val_set = encode(essays.val, tokenizer, budget)
@@ -85,8 +85,8 @@ def run_fold(arm: str, scheme: str, fold: int, params: dict[str, Any], seed: int
         "seed": seed, "deterministic": runtime.device == "cpu", "threads": torch.get_num_threads(),
         "n_essays": {"train_fold": essays.n_train_fold, "trained": len(essays.train), "holdout": len(essays.held),
                      "val": len(essays.val), "train_prompts": len(essays.prompts)},
-        "hyperparameters": {**asdict(budget), "objective": cfg.objectives[arm]},  # speed: as preflight proved it
-        "speed_fell_back": budget.speed != cfg.budget.speed,
+        "hyperparameters": {**budget.record(), "objective": cfg.objectives.of(arm)},  # speed: as preflight proved it
+        "speed_fell_back": budget.speed != cfg.selected.speed,
         "parameters": count_parameters(model),
         "attention_used": model.attention,  # the speed settings themselves are in hyperparameters
         "target_standardisation": {t: {"mean": float(m), "std": float(s)}

@@ -45,12 +45,10 @@ def describe(essays: pd.DataFrame, masks: list[np.ndarray], scheme: str, seed: i
 def main() -> None:
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    cfg = params["folds"]
-    seed = int(params["seed"])
+    cfg, seed = params.folds, params.seed
     essays = read_essays(schema.targets)
-    n_splits = int(cfg["n_splits"])
-    lopo = bool(cfg["leave_one_prompt_out"])
-    check_prompts(essays, n_splits, int(cfg["min_essays_per_prompt"]), ESSAYS, lopo)
+    n_splits, lopo = cfg.n_splits, cfg.leave_one_prompt_out
+    check_prompts(essays, n_splits, cfg.min_essays_per_prompt, ESSAYS, lopo)
     if lopo:
         check_selected_folds(params, essays["prompt"].nunique())
     with atomic_dir(FOLDS_DIR) as out:

@@ -39,8 +39,8 @@ def main() -> None:
         gate=read_json(GATE), decision=read_json(DECISION), params=params, selection=selection["by"],
         evidence_md5={p.as_posix(): file_digest(p, "md5") for p in read if p.is_file()},
     )
-    baseline = params["gate"]["baseline"]
-    if baseline and baseline != arm and (model_dir(baseline) / MANIFEST).is_file():
+    baseline = params.gate.baseline_arm
+    if baseline != arm and (model_dir(baseline) / MANIFEST).is_file():
         inputs.others.append((model_dir(baseline), dvc_dir_md5(model_dir(baseline)),
                               read_json(model_dir(baseline) / MANIFEST)))
     text = render(inputs)

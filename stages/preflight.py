@@ -22,13 +22,13 @@ from stages.lib.core.atomic import write_json
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.io import read_json_object
+from stages.lib.core.params import Finetune, Speed
 from stages.lib.core.paths import ESSAYS, PREFLIGHT
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.fold_files import FOLDS_DIR, SPLITS, fold_file
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import STAGED_MARKER, load_encoder, resolve_backbone
 from stages.lib.training.essay_model import EssayRegressor
-from stages.lib.training.finetune_config import FinetuneConfig, SpeedSettings, finetune_config
 from stages.lib.training.finite import check_finite
 from stages.lib.training.objectives import make_objective
 from stages.lib.training.precision import PrecisionPlan
@@ -72,13 +72,13 @@ def check_folds(root: Path, schemes: tuple[str, ...], folds: tuple[int, ...], co
     return n
 
 
-def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: PrecisionPlan, accelerator,
-           speed: SpeedSettings | None = None) -> dict[str, Any]:
+def canary(model: EssayRegressor, cfg: Finetune, tokenizer, plan: PrecisionPlan, accelerator,
+           speed: Speed | None = None) -> dict[str, Any]:
     """One forward/backward and optimizer step per selected arm on an invented two-essay batch, collated by the
     training loader with `speed`'s workers and pinning (default: the budget's settings) and stepped by its
     optimizer (fused or not); every loss, prediction, gradient and updated weight must be finite and the encoder
     must compute in the planned precision."""
-    budget = cfg.budget if speed is None else replace(cfg.budget, speed=speed)
+    budget = cfg.selected if speed is None else cfg.selected.model_copy(update={"speed": speed})
     device = accelerator.device
     data = encode_essays(list(CANARY_TEXTS), tokenizer, budget.max_length, budget.stride,
                          targets=torch.zeros((2, model.head.out_features)).numpy(), groups=[0, 1])
@@ -88,7 +88,7 @@ def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: Precisio
     model.to(device).train()
     losses = {}
     for arm in cfg.arms:
-        objective = make_objective(arm, model.hidden_size, ["canary_a", "canary_b"], cfg.objectives[arm])
+        objective = make_objective(arm, model.hidden_size, ["canary_a", "canary_b"], cfg.objectives.of(arm))
         step = TrainingStep(model, objective).to(device)
         optimizer = make_optimizer(model, objective, budget, device.type)
         with accelerator.autocast():
@@ -117,15 +117,15 @@ def canary(model: EssayRegressor, cfg: FinetuneConfig, tokenizer, plan: Precisio
             "attention": model.attention, "compiled": model.compiled}
 
 
-def canary_ladder(runtime: Runtime, cfg: FinetuneConfig, n_targets: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def canary_ladder(runtime: Runtime, cfg: Finetune, n_targets: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The canary on each rung of the speed ladder until one passes (a fresh encoder per retry: a failed rung
     may have wrapped or compiled the loaded one); returns the passing canary and the speed record."""
     budget, unused = runtime.budget, [runtime.encoder]
     devices: list[str] = []
 
-    def attempt(settings: SpeedSettings) -> dict[str, Any]:
+    def attempt(settings: Speed) -> dict[str, Any]:
         encoder = unused.pop() if unused else load_encoder(budget.backbone)[1]
-        trial = replace(runtime, budget=replace(budget, speed=settings), encoder=encoder)
+        trial = replace(runtime, budget=budget.model_copy(update={"speed": settings}), encoder=encoder)
         model, _, accelerator = trial.build(n_targets)
         devices.append(str(accelerator.device))
         return canary(model, cfg, runtime.tokenizer, runtime.plan, accelerator, settings)
@@ -139,8 +139,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     checks: dict[str, Any] = {}
     params = load_params()
-    cfg = finetune_config(params)
-    schema, budget = DatasetSchema.from_params(params), cfg.budget
+    cfg = params.finetune
+    schema, budget = DatasetSchema.from_params(params), cfg.selected
     checks["params"] = {"budget": budget.name, "arms": list(cfg.arms), "schemes": list(cfg.schemes),
                         "folds": list(cfg.folds)}
     checks["imports"] = check_imports()
@@ -168,7 +168,7 @@ def main() -> None:
         "speed": speed,
         "seconds": round(seconds, 1),
         "checks": checks,
-        "run": run_info(int(params["seed"])),
+        "run": run_info(params.seed),
     })
     fallback = f"; speed settings fell back to {speed['attempts'][-1]['rung']!r}" if speed["fell_back"] else ""
     print(f"preflight passed in {seconds:.1f}s: {budget.name} budget, {budget.backbone} on "

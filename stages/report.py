@@ -9,8 +9,9 @@ from __future__ import annotations
 import pandas as pd
 
 from stages.lib.core.atomic import write_json, write_text
-from stages.lib.core.config import load_params, section
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import run_stage
+from stages.lib.core.params import Params
 from stages.lib.core.paths import ADR, DATA_METRICS, DECISION, FIGURES_DIR, GATE, GATE_FIGURE, HEADLINE, REPORT, SUMMARY
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.criteria import GateConfig
@@ -21,7 +22,7 @@ from stages.lib.reporting.sections import Flags, ReportInputs, build_sections
 from stages.lib.reporting.tables import read_arm_tables
 
 
-def load_inputs(params: dict) -> ReportInputs:
+def load_inputs(params: Params) -> ReportInputs:
     cfg = GateConfig.from_params(params)
     arms, schemes = [cfg.reference, *cfg.candidates], list(cfg.schemes)
     tables = {f"{a}_{s}": read_arm_tables(a, s) for a in arms for s in schemes}
@@ -32,7 +33,7 @@ def load_inputs(params: dict) -> ReportInputs:
     figures |= {"residual_by_band": FIGURES_DIR / "residual_by_band.png", "confusion": FIGURES_DIR / "confusion.png",
                 "gate": GATE_FIGURE}
     return ReportInputs(
-        cfg=cfg, schema=DatasetSchema.from_params(params), flags=Flags.from_params(section(params, "report")),
+        cfg=cfg, schema=DatasetSchema.from_params(params), flags=Flags.from_params(params.report),
         data=read_json(DATA_METRICS), arm_metrics=load_arm_files(arms, schemes),
         tables=tables, per_prompt=per_prompt,
         gate=read_required_json(GATE, "compare"),

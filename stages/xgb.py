@@ -14,7 +14,7 @@ import xgboost
 from joblib import Parallel, delayed, parallel_config
 
 from stages.lib.core.atomic import write_json, write_parquet
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
 from stages.lib.core.paths import predictions_path, training_path
 from stages.lib.core.runinfo import run_info
@@ -53,9 +53,9 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     schema = DatasetSchema.from_params(params)
-    cfg, seed = params["xgb"], args.seed
-    if seed not in arm_seeds(params, ARM):
-        raise InputError(f"--seed {seed} is not in params seeds.xgb {arm_seeds(params, ARM)}")
+    cfg, seed = params.xgb, args.seed
+    if seed not in params.seeds.of(ARM):
+        raise InputError(f"--seed {seed} is not in {params.source} seeds.xgb {params.seeds.of(ARM)}")
     folds = scheme_folds(args.scheme)
     features = load_features()
     splits = {fold: read_fold(args.scheme, fold) for fold in folds}
@@ -72,7 +72,7 @@ def main() -> None:
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
         records.append(FoldRecord(
             fold=fold, seconds=float(log["seconds"]), device="cpu", precision="fp32", steps=0,
-            essays_scored=len(val), finite_checks={PREDICTION: checked}, settings=dict(cfg),
+            essays_scored=len(val), finite_checks={PREDICTION: checked}, settings=cfg.model_dump(),
             details={k: v for k, v in log.items() if k != "seconds"}))
         print(f"xgb {args.scheme} seed {seed} fold {fold}: {len(val)} essays, {log['seconds']} s")
     table = pd.concat(frames, ignore_index=True)

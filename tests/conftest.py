@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.core.params import Params
 from stages.lib.data.schema import DatasetSchema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def e2e_pipeline(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def params() -> dict:
+def params() -> Params:
     """The committed params as every stage gets them (`load_params`: validated, defaults filled in)."""
     from stages.lib.core.config import load_params
 

@@ -14,7 +14,8 @@ import pandas as pd
 import yaml
 
 from stages import evaluate
-from stages.lib.core.config import arm_seeds
+from stages.lib.core.config import load_params
+from stages.lib.core.params import Params
 from stages.lib.core.paths import metrics_path, predictions_path, training_path
 from stages.lib.scoring.training_record import LOSS, PREDICTION, FoldRecord, build_record
 
@@ -72,25 +73,25 @@ def predict(frame: pd.DataFrame, seed: int, noise: float = 0.35, bias: float = 0
     return out[columns]
 
 
-def write_params(root: Path, seeds: dict[str, list[int]] | None = None, **gate_overrides) -> dict:
+def write_params(root: Path, seeds: dict[str, list[int]] | None = None, **gate_overrides) -> Params:
     """Copy the repository's params.yaml into `root`, with training seeds (default one per arm) and gate
-    overrides (e.g. a smaller bootstrap)."""
+    overrides (e.g. a smaller bootstrap); returns them as a stage reads that file (`load_params`)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["seeds"] = seeds or {"xgb": [1], "finetune": [1]}
     for budget in params["finetune"]["budgets"].values():  # the budget profiles' seeds must be among them
         budget["seeds"] = params["seeds"]["finetune"][:1]
     params["gate"].update(gate_overrides)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return params
+    return load_params(root / "params.yaml")
 
 
-def write_arm(root: Path, arm: str, scheme: str, frames: pd.DataFrame | list[pd.DataFrame], params: dict,
+def write_arm(root: Path, arm: str, scheme: str, frames: pd.DataFrame | list[pd.DataFrame], params: Params,
               training: dict | None = None) -> None:
     """Lay out what the arm's training stages write, one predictions table (and optionally a training record)
     per training seed the params list for the arm, and run the `evaluate` stage on them (metrics, named tables,
     residual rows and report, plot data)."""
     frames = [frames] if isinstance(frames, pd.DataFrame) else frames
-    seeds = arm_seeds(params, arm)
+    seeds = params.seeds.of(arm)
     assert len(frames) == len(seeds), f"{arm}: {len(frames)} tables for seeds {seeds}"
     for seed, frame in zip(seeds, frames, strict=True):
         path = root / predictions_path(arm, scheme, seed)
@@ -143,7 +144,7 @@ def data_json(root: Path, frame: pd.DataFrame) -> None:
 
 
 def build_workspace(root: Path, candidates: dict[str, dict] | None = None, n_resamples: int = 300,
-                    seed: int = 0, seeds: dict[str, list[int]] | None = None) -> dict:
+                    seed: int = 0, seeds: dict[str, list[int]] | None = None) -> Params:
     """A pipeline-shaped workspace in `root`: xgb under both schemes, plus each candidate in `candidates`
     (name -> {"noise": ..., "training": ..., "schemes": [...]}) on the same essays and folds; one table per
     training seed in `seeds` (default one per arm), each seed a fresh draw of the arm's noise."""
@@ -151,7 +152,7 @@ def build_workspace(root: Path, candidates: dict[str, dict] | None = None, n_res
     for k, scheme in enumerate(("prompt_holdout", "stratified_text")):
         frame = essays(scheme, seed=seed)
         write_arm(root, "xgb", scheme, [predict(frame, seed=seed + 10 + k + 1000 * i)
-                                        for i, _ in enumerate(arm_seeds(params, "xgb"))], params,
+                                        for i, _ in enumerate(params.seeds.of("xgb"))], params,
                   training_record(budget="full", steps=0, device="cpu", precision="fp32", gate_valid=True,
                                   finished="2025-11-24T10:00:00Z"))
         if scheme == "prompt_holdout":
@@ -159,6 +160,6 @@ def build_workspace(root: Path, candidates: dict[str, dict] | None = None, n_res
         for j, (arm, spec) in enumerate((candidates or {}).items()):
             if scheme in spec.get("schemes", ["prompt_holdout"]):
                 arm_frames = [predict(frame, seed=seed + 100 + 10 * j + k + 1000 * i, noise=spec.get("noise", 0.35))
-                              for i, _ in enumerate(arm_seeds(params, arm))]
+                              for i, _ in enumerate(params.seeds.of(arm))]
                 write_arm(root, arm, scheme, arm_frames, params, spec.get("training"))
     return params

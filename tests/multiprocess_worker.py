@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -17,19 +16,19 @@ from tiny_backbone import TARGETS, invented_essays, tiny_params
 
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.training.essay_model import build_essay_model
-from stages.lib.training.finetune_config import finetune_config
 from stages.lib.training.objectives import make_objective
 from stages.lib.training.precision import FP32
 from stages.lib.training.trainer import accelerator_for, predict, seed_everything, train
 from stages.lib.windows.essay_batches import encode_essays
+from tests.typed_params import typed
 
 N_ESSAYS = 30  # 8 batches of 4 (one short): an even number of batches, so 2 processes split them exactly
 
 
 def fit(backbone: str, arm: str) -> dict:
     """One arm trained without dropout (dropout masks come from each process's own random stream)."""
-    cfg = finetune_config(tiny_params(Path(backbone), [0]))
-    budget = replace(cfg.budget, threads=1)
+    cfg = typed(tiny_params(Path(backbone), [0])).finetune
+    budget = cfg.selected.model_copy(update={"threads": 1})
     torch.set_num_threads(1)
     seed_everything(5, deterministic=True)
     tokenizer, encoder = load_encoder(backbone)
@@ -39,7 +38,7 @@ def fit(backbone: str, arm: str) -> dict:
     groups = essays["prompt"].str[-1].map({"A": 0, "B": 1, "C": 2}).to_numpy()
     data = encode_essays(essays["text"].tolist(), tokenizer, 16, 4, y, groups)
     model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.0, False, 0.0)
-    objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives[arm])
+    objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives.of(arm))
     accelerator = accelerator_for(FP32, "cpu", budget)
     log = train(model, objective, data, budget, accelerator, pad_id=tokenizer.pad_token_id, seed=5, fold=0)
     out = predict(model, data, accelerator, pad_id=tokenizer.pad_token_id, batch_size=8, fold=0)

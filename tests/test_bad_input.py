@@ -15,6 +15,7 @@ import pytest
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.core.params import Corpus
 from stages.lib.data.corpus_source import acquire
 from stages.lib.data.preparation import prepare_corpus
 from tests.conftest import REPO, synthetic_raw
@@ -105,7 +106,7 @@ def test_acquire_rejects_wrong_checksum(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     synthetic_raw().to_csv(source / "corpus.csv", index=False)
-    corpus = {"source": str(source), "file": "corpus.csv", "sha256": "0" * 64, "archive": "x.zip"}
+    corpus = Corpus(source=str(source), file="corpus.csv", sha256="0" * 64, archive="x.zip")
     out = tmp_path / "raw" / "corpus.csv"
     with pytest.raises(InputError, match=r"src/corpus.csv: sha256 [0-9a-f]{64} does not match"):
         acquire(corpus, out)
@@ -121,8 +122,8 @@ def test_acquire_reads_a_password_protected_zip(tmp_path):
         assert zf.getinfo("corpus.csv").flag_bits & 0x1
         with pytest.raises(RuntimeError, match="password required"):
             zf.read("corpus.csv")
-    corpus = {"source": str(archive), "file": "corpus.csv", "sha256": file_digest(csv),
-              "archive_sha256": file_digest(archive), "archive_password": "secret"}
+    corpus = Corpus(source=str(archive), file="corpus.csv", sha256=file_digest(csv),
+                    archive_sha256=file_digest(archive), archive_password="secret")
     out = tmp_path / "raw" / "corpus.csv"
     assert acquire(corpus, out) == f"{archive}!corpus.csv"
     assert out.read_bytes() == csv.read_bytes()
@@ -130,12 +131,12 @@ def test_acquire_reads_a_password_protected_zip(tmp_path):
     for password in ("wrong", None):
         with pytest.raises(InputError, match=rf"^{re.escape(str(archive))}: wrong password or corrupt archive "
                                              r"\(cannot extract corpus.csv: RuntimeError: "):
-            acquire({**corpus, "archive_password": password}, out)
+            acquire(corpus.model_copy(update={"archive_password": password}), out)
         assert not out.exists() and list(out.parent.iterdir()) == []
 
 
 def test_acquire_names_a_missing_corpus(tmp_path):
-    corpus = {"source": str(tmp_path / "nowhere"), "file": "c.csv", "archive": "c.zip", "url": "https://example"}
+    corpus = Corpus(source=str(tmp_path / "nowhere"), file="c.csv", archive="c.zip", published_at="https://example")
     with pytest.raises(InputError, match=r"nowhere: corpus not found"):
         acquire(corpus, tmp_path / "out.csv")
 
@@ -143,7 +144,8 @@ def test_acquire_names_a_missing_corpus(tmp_path):
 @pytest.mark.skipif(not (REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip").is_file(),
                     reason="the ELLIPSE release is not beside the repository")
 def test_acquire_verifies_the_real_upstream_zip(tmp_path, params):
-    corpus = dict(params["corpus"], source=str(REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip"))
+    corpus = params.corpus.model_copy(
+        update={"source": str(REPO.parent / "shared/data/ellipse/ELLIPSE_Final_github_test.zip")})
     origin = acquire(corpus, tmp_path / "corpus.csv")
     assert origin.endswith("!ELLIPSE_Final_github_test.csv")
 

@@ -75,6 +75,7 @@ def test_threshold_comes_from_params_and_decides_pass(params):
 
 def test_bad_gate_params_fail_clearly_at_load(params):
     """Every gate rule lives in the params schema, so a bad gate fails when any stage loads the params."""
+    params = params.model_dump()  # a params.yaml mapping, as a stage would read it
     broken = {**params, "gate": {**params["gate"], "criteria": {"prompt_holdout": {"median_qwk": 0.0}}}}
     with pytest.raises(InputError,
                        match=r"^p\.yaml: gate\.criteria\.prompt_holdout: key 'median_qwk': expected one of "):

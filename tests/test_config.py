@@ -27,7 +27,7 @@ def _profile(tmp_path, seed: int):
 def test_aes_params_is_read_outside_dvc(tmp_path, monkeypatch):
     monkeypatch.delenv("DVC_STAGE", raising=False)
     monkeypatch.setenv("AES_PARAMS", str(_profile(tmp_path, 7)))
-    assert load_params()["seed"] == 7
+    assert load_params().seed == 7
 
 
 def test_aes_params_is_refused_under_dvc_repro(tmp_path, monkeypatch):
@@ -39,7 +39,7 @@ def test_aes_params_is_refused_under_dvc_repro(tmp_path, monkeypatch):
                                          r"folds\) DVC tracks params\.yaml"):
         load_params()
     monkeypatch.delenv("AES_PARAMS")
-    assert load_params()["seed"] != 7
+    assert load_params().seed != 7
 
 
 def _prepare_with(tmp_path, edit):

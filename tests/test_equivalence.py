@@ -22,7 +22,7 @@ def runs(params, schema):
 
 def test_identical_runs_are_equivalent(runs, schema, params):
     table, _ = runs
-    result = equivalence.compare_runs(table, table.sample(frac=1.0, random_state=0), schema, params["evaluate"])
+    result = equivalence.compare_runs(table, table.sample(frac=1.0, random_state=0), schema, params.evaluate)
     assert result["delta"]["mean"] == pytest.approx(0.0, abs=1e-12)
     assert result["delta"]["per_fold"] == pytest.approx([0.0] * 5, abs=1e-12)
     assert result["within_fold_noise"] and result["same_grid_score"] == 1.0
@@ -32,7 +32,7 @@ def test_identical_runs_are_equivalent(runs, schema, params):
 def test_a_worse_run_is_outside_fold_noise(runs, schema, params):
     table, frame = runs
     worse = gate_synth.predict(frame, seed=1, noise=1.2)  # same essays, far noisier predictions
-    result = equivalence.compare_runs(table, worse, schema, params["evaluate"])
+    result = equivalence.compare_runs(table, worse, schema, params.evaluate)
     assert result["delta"]["mean"] < -result["fold_noise"] and not result["within_fold_noise"]
     assert all(d < 0 for d in result["delta"]["per_fold"])
     assert result["same_grid_score"] < 0.9
@@ -43,15 +43,15 @@ def test_a_worse_run_is_outside_fold_noise(runs, schema, params):
 def test_figures_equal_sklearn_and_the_verdict_follows_them(runs, schema, params, seed, noise, within):
     table, frame = runs
     other = gate_synth.predict(frame, seed=seed, noise=noise)
-    result = equivalence.compare_runs(table, other.sample(frac=1.0, random_state=1), schema, params["evaluate"])
-    cfg = params["evaluate"]
+    result = equivalence.compare_runs(table, other.sample(frac=1.0, random_state=1), schema, params.evaluate)
+    cfg = params.evaluate
     for side, run in (("reference", table), ("candidate", other)):
         per_fold = sk.fold_qwk(run)
         assert result[side]["per_fold"] == pytest.approx(per_fold, abs=1e-12), side
         assert result[side]["mean"] == pytest.approx(np.mean(per_fold), abs=1e-12), side
         assert result[side]["std"] == pytest.approx(np.std(per_fold, ddof=1), abs=1e-12), side
         assert result[side]["worst_prompt"] == pytest.approx(
-            sk.worst_prompt_qwk(run, cfg["min_prompt_n"], cfg["bottom_k"]), abs=1e-12), side
+            sk.worst_prompt_qwk(run, cfg.min_prompt_n, cfg.bottom_k), abs=1e-12), side
     ref_folds, cand_folds = np.array(sk.fold_qwk(table)), np.array(sk.fold_qwk(other))
     delta, noise_se = cand_folds.mean() - ref_folds.mean(), np.std(ref_folds, ddof=1) / np.sqrt(5)
     assert result["delta"]["mean"] == pytest.approx(delta, abs=1e-12)
@@ -67,11 +67,11 @@ def test_figures_equal_sklearn_and_the_verdict_follows_them(runs, schema, params
 def test_different_essays_fail_naming_one(runs, schema, params):
     table, _ = runs
     with pytest.raises(InputError, match=f"essay {table['essay_id'].iloc[-1]}"):
-        equivalence.compare_runs(table, table.iloc[:-1], schema, params["evaluate"], names=("a", "b"))
+        equivalence.compare_runs(table, table.iloc[:-1], schema, params.evaluate, names=("a", "b"))
     moved = table.copy()
     moved.loc[moved.index[0], "fold"] = (moved["fold"].iloc[0] + 1) % 5
     with pytest.raises(InputError, match=f"essay {table['essay_id'].iloc[0]}"):
-        equivalence.compare_runs(table, moved, schema, params["evaluate"])
+        equivalence.compare_runs(table, moved, schema, params.evaluate)
 
 
 def test_command_writes_one_block_per_arm(runs, tmp_path, monkeypatch, capsys):

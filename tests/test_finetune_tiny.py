@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from dataclasses import replace
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +22,7 @@ from tiny_backbone import TARGETS, invented_essays, make_tiny_backbone, tiny_par
 from stages import collect, finetune, preflight
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.params import Speed
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.scoring.predictions import read_predictions
@@ -33,7 +33,6 @@ from stages.lib.training.essay_model import (
     build_essay_model,
     enable_gradient_checkpointing,
 )
-from stages.lib.training.finetune_config import SpeedSettings, finetune_config
 from stages.lib.training.finite import NonFiniteError
 from stages.lib.training.objectives import essay_losses, make_objective
 from stages.lib.training.precision import FP32
@@ -41,6 +40,7 @@ from stages.lib.training.speed_ladder import speed_ladder
 from stages.lib.training.trainer import make_accelerator, predict, run_model, seed_everything, train
 from stages.lib.windows.essay_batches import EssayCollator, EssayWindows, encode_essays
 from tests.conftest import REPO
+from tests.typed_params import typed
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,9 @@ def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: 
          budget_overrides: dict | None = None, **speed) -> Fit:
     """Train the tiny model for a few steps on invented essays (budget speed settings overridden by `speed`,
     other budget fields by `budget_overrides`; `trained=False` skips training)."""
-    cfg = finetune_config(tiny_params(backbone, [0]))
-    budget = replace(cfg.budget, speed=replace(cfg.budget.speed, **speed), **(budget_overrides or {}))
+    cfg = typed(tiny_params(backbone, [0])).finetune
+    budget = cfg.selected.model_copy(update={"speed": cfg.selected.speed.model_copy(update=speed),
+                                             **(budget_overrides or {})})
     seed_everything(seed, deterministic=True)
     tokenizer, encoder = load_encoder(str(backbone))
     essays = invented_essays(24, 3, seed=1)
@@ -80,7 +81,7 @@ def _fit(backbone, arm: str, targets_nan: bool = False, seed: int = 5, dropout: 
     data = encode_essays(essays["text"].tolist(), tokenizer, 16, 4, y, groups)
     model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.1 if dropout else 0.0, False,
                               None if dropout else 0.0, compile_encoder=budget.speed.compile)
-    objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives[arm])
+    objective = make_objective(arm, model.hidden_size, ["A", "B", "C"], cfg.objectives.of(arm))
     accelerator = make_accelerator(FP32, "cpu", budget.accumulation_steps)
     pad_id = tokenizer.pad_token_id
     log = train(model, objective, data, budget, accelerator, pad_id=pad_id, seed=seed, fold=3) if trained else None
@@ -238,9 +239,9 @@ def test_preflight_cuda_budget_without_gpu_is_one_line(project, capsys):
 
 def test_preflight_nonfinite_canary_fails(project, backbone):
     _, params = project
-    cfg = finetune_config(params)
+    cfg = typed(params).finetune
     tokenizer, encoder = load_encoder(str(backbone))
-    model = build_essay_model(encoder, len(TARGETS), cfg.budget.lora, 0.0, False)
+    model = build_essay_model(encoder, len(TARGETS), cfg.selected.lora, 0.0, False)
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
     with pytest.raises(NonFiniteError, match="canary prediction"):
@@ -248,8 +249,8 @@ def test_preflight_nonfinite_canary_fails(project, backbone):
 
 
 def test_speed_ladder_falls_back_one_setting_at_a_time():
-    gpu_like = SpeedSettings(attention="sdpa", compile=True, fused_optimizer=True, finite_check_every=25,
-                             loader_workers=2, pin_memory=True)
+    gpu_like = Speed(attention="sdpa", compile=True, fused_optimizer=True, finite_check_every=25, loader_workers=2,
+                     pin_memory=True)
     rungs = speed_ladder(gpu_like)
     assert [name for name, _ in rungs] == ["configured", "eager attention", "unfused optimizer", "no loader workers",
                                           "no compile"]
@@ -257,7 +258,7 @@ def test_speed_ladder_falls_back_one_setting_at_a_time():
     assert (last.attention, last.fused_optimizer, last.loader_workers, last.pin_memory, last.compile) == \
         ("eager", False, 0, False, False) and last.finite_check_every == 25
     # rungs that would change nothing are left out
-    plain = replace(last, attention="sdpa")
+    plain = last.model_copy(update={"attention": "sdpa"})
     assert [name for name, _ in speed_ladder(plain)] == ["configured", "eager attention"]
 
 
@@ -330,7 +331,7 @@ def test_stages_run_end_to_end(project):
     assert log["head_init"]["kind"] == "ridge" and checks["prediction"] == n["trained"] + n["holdout"] + n["val"]
     assert log["diagnostics"]["prompt_leakage"]["chance"] == pytest.approx(1 / 2)
     collect.main(["--arm", "groupdro", "--scheme", "prompt_holdout"])
-    schema = DatasetSchema.from_params(params)
+    schema = DatasetSchema.from_params(typed(params))
     table = read_predictions(root / "data/predictions/groupdro_prompt_holdout/seed_7.parquet", schema)
     assert len(table) == 48 and set(table["fold"]) == {0, 1}
     record = parse_record(json.loads((root / "metrics/training/groupdro_prompt_holdout/seed_7.json").read_text()))
@@ -338,9 +339,9 @@ def test_stages_run_end_to_end(project):
     assert record.fold_ids == [0, 1] and record.folds[0].finite_checks == log["finite_checks"]
     assert record.details["truncation_coverage"]["n_essays"] == 48
     with pytest.raises(InputError, match="not selected"):
-        finetune.run_fold("groupdro", "prompt_holdout", 4, params)
+        finetune.run_fold("groupdro", "prompt_holdout", 4, typed(params))
     with pytest.raises(InputError, match="--seed 8 is not selected"):
-        finetune.run_fold("groupdro", "prompt_holdout", 0, params, seed=8)
+        finetune.run_fold("groupdro", "prompt_holdout", 0, typed(params), seed=8)
     assert pd.read_parquet(run_dir / "tokens.parquet")["split"].isin(["train", "holdout", "val"]).all()
 
 
@@ -387,9 +388,9 @@ def test_layer_checkpointing_fallback_matches_plain_gradients(backbone, monkeypa
 
 
 def test_activation_dtype_records_the_autocast_actually_used(backbone):
-    cfg = finetune_config(tiny_params(backbone, [0]))
+    cfg = typed(tiny_params(backbone, [0])).finetune
     _, encoder = load_encoder(str(backbone))
-    model = build_essay_model(encoder, len(TARGETS), cfg.budget.lora, 0.0, False)
+    model = build_essay_model(encoder, len(TARGETS), cfg.selected.lora, 0.0, False)
     batch = {"input_ids": torch.tensor([[2, 5, 6, 3]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
              "owner": torch.tensor([0]), "n_essays": 1}
     model(**batch)
@@ -403,7 +404,7 @@ def test_empty_essay_set_encodes_and_predicts_nothing(backbone):
     tokenizer, encoder = load_encoder(str(backbone))
     empty = encode_essays([], tokenizer, 16, 4)
     assert len(empty) == 0 and len(empty.token_counts) == 0
-    lora = finetune_config(tiny_params(backbone, [0])).budget.lora
+    lora = typed(tiny_params(backbone, [0])).finetune.selected.lora
     model = build_essay_model(encoder, len(TARGETS), lora, 0.0, False)
     out = predict(model, empty, make_accelerator(FP32, "cpu", 1), pad_id=0, batch_size=4, fold=0)
     assert out.pred.shape == (0, len(TARGETS))

@@ -3,24 +3,24 @@ window coverage, precision policy, subsets, batching and the params section."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from stages.lib.core.errors import InputError
 from stages.lib.data.subsets import capped_sample, stratified_holdout
 from stages.lib.training.essay_model import EssayOutput
-from stages.lib.training.finetune_config import finetune_config
 from stages.lib.training.finite import NonFiniteError, check_finite
 from stages.lib.training.objectives import GroupDRO, ganin_lambda, grad_reverse
 from stages.lib.training.precision import resolve_device, select_precision
 from stages.lib.windows.chunking import window_spans
 from stages.lib.windows.essay_batches import LengthBucketedBatches, balanced_weights
 from tests.tiny_backbone import make_tiny_backbone
+from tests.typed_params import edited
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.3, 1.0, 2.5])
@@ -140,34 +140,40 @@ def test_length_bucketed_batches_cover_each_essay_once_and_balance_groups():
     assert sorted(order) == list(range(37)) and (np.diff(lengths[order]) <= 0).all()  # longest first, each once
 
 
-def _as_params(value):
-    """A parsed config value as params.yaml spells it (tuples as lists, dataclasses as mappings)."""
-    if dataclasses.is_dataclass(value):
-        return {f.name: _as_params(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return [_as_params(v) for v in value] if isinstance(value, tuple) else value
+def _select(name: str):
+    """The change selecting budget profile `name` (with its seeds, which `seeds.finetune` must include)."""
+    def change(raw):
+        raw["finetune"]["budget"] = name
+        raw["seeds"]["finetune"] = list(raw["finetune"]["budgets"][name]["seeds"])
+    return change
 
 
 def test_every_budget_profile_parses_to_the_values_it_gives(params):
-    for name, profile in params["finetune"]["budgets"].items():
-        selected = copy.deepcopy(params)
-        selected["finetune"]["budget"] = name
-        cfg = finetune_config(selected)
-        parsed = _as_params(cfg.budget)
+    written = yaml.safe_load(Path(params.source).read_text(encoding="utf-8"))  # the file as it spells them
+    assert sorted(params.finetune.budgets) == sorted(written["finetune"]["budgets"])
+    for name, profile in written["finetune"]["budgets"].items():
+        cfg = edited(params, _select(name)).finetune
+        parsed = cfg.selected.record()
         assert parsed.pop("name") == name and parsed == profile, name
-        assert cfg.budget.accumulation_steps * cfg.budget.batch_size == profile["effective_batch"]
-        assert [list(cfg.arms), list(cfg.schemes), list(cfg.folds)] == [params["finetune"][k] for k in
-                                                                         ("arms", "schemes", "folds")]
+        assert cfg.selected.name == name and cfg.selected is cfg.budgets[name]
+        assert cfg.selected.accumulation_steps * cfg.selected.batch_size == profile["effective_batch"]
+        assert [cfg.arms, cfg.schemes, cfg.folds] == [written["finetune"][k] for k in ("arms", "schemes", "folds")]
 
 
 def test_a_budget_built_here_sets_accumulation_and_unknown_keys_fail(params):
-    built = copy.deepcopy(params)
-    profile = built["finetune"]["budgets"][built["finetune"]["budget"]]
-    profile.update(batch_size=3, effective_batch=12, lr=0.125, backbone="somewhere/else")
-    budget = finetune_config(built).budget
+    def change(raw):
+        raw["finetune"]["budgets"][raw["finetune"]["budget"]].update(batch_size=3, effective_batch=12, lr=0.125,
+                                                                     backbone="somewhere/else")
+
+    budget = edited(params, change).finetune.selected
     assert (budget.accumulation_steps, budget.lr, budget.backbone) == (4, 0.125, "somewhere/else")
-    profile["learning_rate"] = 1.0
-    with pytest.raises(InputError, match="unknown key"):
-        finetune_config(built)
+
+    def misspelt(raw):
+        change(raw)
+        raw["finetune"]["budgets"][raw["finetune"]["budget"]]["learning_rate"] = 1.0
+
+    with pytest.raises(InputError, match=rf"finetune\.budgets\.{params.finetune.budget}\.learning_rate: unknown key"):
+        edited(params, misspelt)
 
 
 def test_unscored_targets_are_masked_out_of_the_loss_and_the_head_init(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from stages.lib.data.splitting import (
     make_splits,
     score_bands,
 )
+from tests.typed_params import edited
 
 
 def essays_table(n_prompts: int = 23, seed: int = 0) -> pd.DataFrame:
@@ -101,11 +104,19 @@ def test_leave_one_prompt_out_holds_out_each_prompt_once_in_sorted_order(schema)
     assert np.array_equal(np.sum(masks, axis=0), np.ones(len(essays)))
 
 
+def _leave_one_prompt_out(params, folds: list[int]):
+    """`params` with leave-one-prompt-out folds and `finetune.folds` set to `folds` (the schema bounds them by the
+    number of prompts only once the folds stage counts them)."""
+    return edited(params, lambda raw: (raw["folds"].update(leave_one_prompt_out=True),
+                                       raw["finetune"].update(folds=folds)))
+
+
 def test_leave_one_prompt_out_names_finetune_folds_beyond_the_prompts(params):
-    selected = {**params, "finetune": {**params["finetune"], "folds": [0, 6, 7]}}
-    with pytest.raises(InputError, match=r"fold\(s\) \[6, 7\] do not exist: folds.leave_one_prompt_out makes 6 folds"):
+    selected = _leave_one_prompt_out(params, [0, 6, 7])
+    with pytest.raises(InputError, match=rf"^{re.escape(params.source)}: finetune\.folds \[0, 6, 7\]: fold\(s\) "
+                                         r"\[6, 7\] do not exist: folds.leave_one_prompt_out makes 6 folds"):
         check_selected_folds(selected, 6)
-    check_selected_folds({**params, "finetune": {**params["finetune"], "folds": [0, 5]}}, 6)
+    check_selected_folds(_leave_one_prompt_out(params, [0, 5]), 6)
 
 
 def test_a_target_scored_by_one_training_prompt_is_refused_before_training(schema):

@@ -50,7 +50,7 @@ def test_point_estimates_equal_sklearn_and_evaluate(schema, params, scheme):
         assert r.candidate == pytest.approx(expected["cand"][metric], abs=1e-12), metric
         assert r.reference == pytest.approx(expected["ref"][metric], abs=1e-12), metric
         assert r.delta == pytest.approx(expected["cand"][metric] - expected["ref"][metric], abs=1e-12), metric
-    summary = summarise(cand_frame, schema, params["evaluate"])  # evaluate reports the same figures
+    summary = summarise(cand_frame, schema, params.evaluate)  # evaluate reports the same figures
     assert (summary["qwk"]["mean"], summary["worst_prompt_qwk"], summary["tails"]["low_adjacent"],
             summary["tails"]["high_adjacent"]) == pytest.approx([expected["cand"][k] for k in METRICS], abs=1e-12)
     counts = counts_for(ref_frame, schema)

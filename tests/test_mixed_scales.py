@@ -7,17 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stages.lib.core.params import Dataset, Evaluate
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.bootstrap import MetricConfig, arm_counts, point_estimate
 from stages.lib.scoring.calibration import CutpointCalibrator, to_prompt_grids
 from stages.lib.scoring.evaluation import summarise
 from stages.lib.scoring.predictions import validate_predictions
 
-SCHEMA = DatasetSchema.from_params({"dataset": {
+SCHEMA = DatasetSchema.from_dataset(Dataset.model_validate({
     "text": "text", "prompt": "prompt", "targets": ["Overall", "Trait"], "primary": "Overall",
     "grid": {"min": 1, "max": 5, "step": 1}, "prompt_grids": {"B": {"min": 0, "max": 8, "step": 1}},
-    "prompt_targets": {"B": ["Overall"]}}})
-CFG = {"min_prompt_n": 1, "bottom_k": 1, "low_tail": 2.0, "high_tail": 4.0}
+    "prompt_targets": {"B": ["Overall"]}}))
+CFG = Evaluate(min_prompt_n=1, bottom_k=1, low_tail=2.0, high_tail=4.0)
 
 
 def constructed() -> pd.DataFrame:
@@ -84,8 +85,9 @@ def test_common_scale_round_trip_and_identity():
     common = SCHEMA.to_common(values, prompts, "Overall")
     assert common.tolist() == [1.0, 3.0, 5.0, 2.0]
     assert SCHEMA.from_common(common, prompts, "Overall").tolist() == values.tolist()
-    plain = DatasetSchema.from_params({"dataset": {"text": "t", "prompt": "p", "targets": ["Overall"],
-                                                   "primary": "Overall", "grid": {"min": 1, "max": 5, "step": 0.5}}})
+    plain = DatasetSchema.from_dataset(Dataset.model_validate({"text": "t", "prompt": "p", "targets": ["Overall"],
+                                                               "primary": "Overall",
+                                                               "grid": {"min": 1, "max": 5, "step": 0.5}}))
     assert plain.single_scale and not SCHEMA.single_scale
     odd = np.array([1.1234567891234, 4.99999999999])
     assert plain.to_common(odd, np.array(["x", "y"], dtype=object), "Overall").tobytes() == odd.tobytes()

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from stages.lib.core.config import load_params
+from stages.lib.core.params import Params, validate_section
 from stages.lib.core.paths import EMBEDDINGS, HANDCRAFTED
 from stages.lib.data.fold_files import read_fold, scheme_folds
 from stages.lib.data.schema import DatasetSchema
@@ -106,7 +108,7 @@ def store(repo) -> pd.DataFrame:
     return load_features(tuple(repo / p for p in (HANDCRAFTED, EMBEDDINGS)))
 
 
-def mean_prompt_qwk(repo, essays: pd.DataFrame, schema: DatasetSchema, params: dict) -> float:
+def mean_prompt_qwk(repo, essays: pd.DataFrame, schema: DatasetSchema, params: Params) -> float:
     """Average per-prompt QWK (Overall) of the reference arm over the leave-one-prompt-out folds, on the feature
     store the pipeline computed, with `essays` as the scores."""
     features = store(repo)
@@ -115,8 +117,8 @@ def mean_prompt_qwk(repo, essays: pd.DataFrame, schema: DatasetSchema, params: d
     for fold in scheme_folds("prompt_holdout", repo / "data/folds"):
         train, val = read_fold("prompt_holdout", fold, repo / "data/folds")
         train, val = (f.drop(columns=list(TARGETS)).join(scores[list(TARGETS)], on="essay_id") for f in (train, val))
-        continuous, on_grid, _ = run_fold(train, val, features, "prompt_holdout", params["xgb"], int(params["seed"]),
-                                          schema, "fold")
+        continuous, on_grid, _ = run_fold(train, val, features, "prompt_holdout", params.xgb, params.seed, schema,
+                                          "fold")
         frames.append(fold_predictions(val, fold, schema, continuous, on_grid))
     return float(per_prompt_table(pd.concat(frames), schema)["qwk"].mean())
 
@@ -124,7 +126,7 @@ def mean_prompt_qwk(repo, essays: pd.DataFrame, schema: DatasetSchema, params: d
 def test_the_reference_arm_is_scale_invariant(pipeline):
     """Same essays, features, folds and seeds: the re-scaled corpus scores nearly as the untouched one does."""
     repo, ellipse = pipeline
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = load_params(repo / "params.yaml")  # as the pipeline's stages read them
     rescaled = pd.read_parquet(repo / "data/prepared/essays.parquet")
     multiscale = DatasetSchema.from_params(params)
     untouched = ellipse.assign(essay_id=ellipse["full_text"].map(normalise_text).map(stable_id)).drop_duplicates(
@@ -137,7 +139,8 @@ def test_the_reference_arm_is_scale_invariant(pipeline):
         assert rows.any()
         for target in (t for t in TARGETS if t not in UNSCORED.get(rank, ())):
             assert np.array_equal(rescaled.loc[rows, target], low + step * (2 * original.loc[rows, target] - 2))
-    plain = DatasetSchema.from_params({"dataset": {**params["dataset"], "prompt_grids": {}, "prompt_targets": {}}})
+    plain = DatasetSchema.from_dataset(validate_section(
+        "dataset", {**params.dataset.model_dump(), "prompt_grids": {}, "prompt_targets": {}}, params.source))
     assert plain.grid.on_grid(original[list(TARGETS)].to_numpy()).all()
     scaled_qwk = mean_prompt_qwk(repo, rescaled, multiscale, params)
     original_qwk = mean_prompt_qwk(repo, original, plain, params)
@@ -148,10 +151,10 @@ def test_the_reference_arm_is_scale_invariant(pipeline):
 
 def test_fit_refuses_a_target_no_training_essay_scores(pipeline):
     repo, _ = pipeline
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = load_params(repo / "params.yaml")
     schema = DatasetSchema.from_params(params)
     features = store(repo)
     train, _ = read_fold("prompt_holdout", 0, repo / "data/folds")
     train = train.assign(Cohesion=np.nan)
     with pytest.raises(Exception, match="target 'Cohesion' is scored on 0 training essay"):
-        fit_reference(train, features, "prompt_holdout", params["xgb"], 1, schema, "fold")
+        fit_reference(train, features, "prompt_holdout", params.xgb, 1, schema, "fold")

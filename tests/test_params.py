@@ -12,19 +12,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
-from stages.lib.core.config import load_params, section
+from stages.lib.core.config import load_params, select_budget
 from stages.lib.core.errors import InputError
 from stages.lib.core.params import Params, validate_params
-from stages.lib.training.finetune_config import finetune_config, select_budget
 from tests.conftest import REPO
+from tests.typed_params import edited as edited_params
 
 TEXT = (REPO / "params.yaml").read_text(encoding="utf-8")
 SHA = "7e990c6392a9df9554d15bdd22f0b568d19095cd6676ad39cb1eaa69c977ed7a"
-# Keys the stages read with a default (`.get`): leaving them out is not a mistake.
-OPTIONAL = {"corpus.sha256", "corpus.archive", "corpus.archive_sha256", "corpus.archive_password", "corpus.url",
-            "dataset.source_id", "dataset.prompt_grids", "dataset.subgroups", "prepare.exclude_prompts",
-            "gate.baseline"}
+# Keys the schema fills with a default: leaving them out is not a mistake.
+OPTIONAL = {"corpus.sha256", "corpus.archive", "corpus.archive_sha256", "corpus.archive_password",
+            "corpus.published_at", "dataset.source_id", "dataset.prompt_grids", "dataset.subgroups",
+            "prepare.exclude_prompts", "gate.baseline"}
 
 
 def edited(old: str, new: str) -> str:
@@ -109,7 +110,7 @@ def _flat(node, prefix=()):
 
 def test_committed_params_load_with_every_default_filled_in_once():
     """What params.yaml says comes back unchanged; what it leaves out comes back with the schema's default."""
-    raw, loaded = dict(_flat(yaml.safe_load(TEXT))), dict(_flat(load_params(REPO / "params.yaml")))
+    raw, loaded = dict(_flat(yaml.safe_load(TEXT))), dict(_flat(load_params(REPO / "params.yaml").model_dump()))
     assert set(Params.model_fields) == set(yaml.safe_load(TEXT))
     assert {k: loaded[k] for k in raw} == raw
     assert {".".join(k): v for k, v in loaded.items() if k not in raw} == {
@@ -119,10 +120,10 @@ def test_committed_params_load_with_every_default_filled_in_once():
 def test_uppercase_sha256_is_accepted_and_normalised(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(edited(f"  sha256: {SHA}", f"  sha256: {SHA.upper()}"), encoding="utf-8")
-    assert load_params(path)["corpus"]["sha256"] == SHA
+    assert load_params(path).corpus.sha256 == SHA
     for empty in ("null", '""'):
         path.write_text(edited(f"  sha256: {SHA}", f"  sha256: {empty}"), encoding="utf-8")
-        assert load_params(path)["corpus"]["sha256"] in (None, "")
+        assert load_params(path).corpus.sha256 in (None, "")
 
 
 def leaves(node, prefix=()):
@@ -178,7 +179,8 @@ def test_every_key_is_required_or_declared_optional(path):
                 else None if dotted in OPTIONAL | CRITERIA else f"{dotted}: missing key (expected ")
     if expected is None:
         loaded = validate_params(copy.deepcopy(removed), "p.yaml")
-        node = loaded
+        assert isinstance(loaded, Params) and loaded.source == "p.yaml"
+        node = loaded.model_dump()
         for key in path[:-1]:
             node = node[key]
         assert path[-1] in node or dotted in NAMED_ENTRIES or dotted in CRITERIA  # an optional key: its default
@@ -210,12 +212,17 @@ def test_aes_params_file_is_the_one_named(tmp_path, monkeypatch):
         load_params()
     other.write_text(TEXT, encoding="utf-8")
     params = load_params()
-    with pytest.raises(InputError, match=rf"^{re.escape(str(other))}: missing key gate\.nothing"):
-        section(params, "gate", "nothing")
-    params["finetune"]["budgets"]["cpu"]["lora"]["rank"] = 8  # changed after loading: finetune_config still says where
+    assert params.source == str(other)
     where = re.escape(str(other))
-    with pytest.raises(InputError, match=rf"^{where}: finetune\.budgets\.cpu\.lora: .*unknown key\(s\) \['rank'\]"):
-        finetune_config(params)
+    with pytest.raises(InputError, match=rf"^{where}: gate\.reference: missing key"):
+        edited_params(params, lambda raw: raw["gate"].pop("reference"))  # checked again: still names the file read
+    with pytest.raises(ValidationError, match="frozen"):
+        params.finetune.budgets["cpu"].lora.r = 8  # the loaded params cannot be changed after the check
+    with pytest.raises(ValidationError, match="frozen"):
+        params.finetune.budget = "gpu"
+    assert params.finetune.budgets["cpu"].lora == load_params().finetune.budgets["cpu"].lora
+    with pytest.raises(InputError, match=rf"^{where}: finetune\.budgets\.cpu\.lora\.rank: unknown key \(value 8\)"):
+        edited_params(params, lambda raw: raw["finetune"]["budgets"]["cpu"]["lora"].__setitem__("rank", 8))
 
 
 def test_budget_overrides_end_in_validated_params(params):
@@ -227,7 +234,10 @@ def test_budget_overrides_end_in_validated_params(params):
     with pytest.raises(InputError, match=r"finetune\.budgets\.cpu\.effective_batch: got 8, expected a multiple of "
                                          r"batch_size \(16\)"):
         select_budget(params, "cpu", ["batch_size=16"])
-    assert select_budget(params, "gpu", ["lr=2.0e-4"])["finetune"]["budgets"]["gpu"]["lr"] == 2.0e-4
+    selected = select_budget(params, "gpu", ["lr=2.0e-4"])
+    assert isinstance(selected, Params) and selected.finetune.selected.lr == 2.0e-4
+    assert selected.finetune.budgets["gpu"].lr == 2.0e-4 and selected.finetune.selected.name == "gpu"
+    assert selected.source == f"{REPO / 'params.yaml'} with lr=2.0e-4"
 
 
 def run_stage_module(module: str, params_text: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -254,12 +264,26 @@ def test_stage_exits_2_with_one_line_naming_the_file_read(tmp_path, module, old,
 def test_training_seeds_are_checked_and_follow_the_budget_profile(params, tmp_path):
     """`seeds.finetune` must include the selected budget's own seeds (the gpu profile lists three), repeated
     seeds are refused, and selecting a budget outside dvc (the GPU runner) takes its profile's seeds."""
-    gpu = {**params, "finetune": {**params["finetune"], "budget": "gpu"}}
+    raw = params.model_dump()
+    gpu = {**raw, "finetune": {**raw["finetune"], "budget": "gpu"}}
     with pytest.raises(InputError, match=r"seeds\.finetune: got \[20231124\], expected every seed of the gpu profile"):
         validate_params(gpu, "params.yaml")
     with pytest.raises(InputError, match=r"seeds\.xgb: .*expected no repeated entries"):
-        validate_params({**params, "seeds": {**params["seeds"], "xgb": [1, 1]}}, "params.yaml")
+        validate_params({**raw, "seeds": {**raw["seeds"], "xgb": [1, 1]}}, "params.yaml")
     selected = select_budget(params, "gpu")
-    assert selected["seeds"]["finetune"] == params["finetune"]["budgets"]["gpu"]["seeds"]
-    assert len(selected["seeds"]["finetune"]) == 3
-    assert select_budget(params, "gpu", seeds=[5, 20231124, 20231125, 20231126])["seeds"]["finetune"][0] == 5
+    assert selected.seeds.finetune == params.finetune.budgets["gpu"].seeds
+    assert len(selected.seeds.finetune) == 3 and selected.seeds.of("lora") == selected.seeds.finetune
+    assert select_budget(params, "gpu", seeds=[5, 20231124, 20231125, 20231126]).seeds.finetune[0] == 5
+
+
+def test_the_old_corpus_url_key_fails_naming_the_new_one(tmp_path):
+    """`corpus.url` was renamed `corpus.published_at`: the old key fails in one line naming the file and the new key,
+    whether it replaces the new key or sits beside it."""
+    line = next(x for x in TEXT.splitlines() if x.startswith("  published_at: "))
+    renamed = "corpus.url: renamed corpus.published_at; write corpus.published_at: instead"
+    message = load_error(tmp_path, edited(line, line.replace("published_at:", "url:")), "old.yaml")
+    assert message == f"{tmp_path / 'old.yaml'}: {renamed}"
+    both = yaml.safe_load(TEXT)
+    both["corpus"]["url"] = both["corpus"]["published_at"]
+    assert _message(both) == f"p.yaml: {renamed}"
+    assert load_params(REPO / "params.yaml").corpus.published_at == line.split(": ", 1)[1]

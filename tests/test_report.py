@@ -17,6 +17,7 @@ import yaml
 from gate_synth import build_workspace, gpu_training
 
 from stages import compare, decide, figures, report
+from stages.lib.core.config import load_params
 from stages.lib.core.paths import arm_table_path
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -94,7 +95,7 @@ def outputs(built) -> dict:
     return {"arm": arm, "data": json.loads((built / "metrics/data.json").read_text()),
             "gate": json.loads((built / "metrics/gate.json").read_text()),
             "decision": json.loads((built / "metrics/decision.json").read_text()),
-            "params": yaml.safe_load((built / "params.yaml").read_text()),
+            "params": load_params(built / "params.yaml"),  # as the stages read them
             "per_prompt": pd.read_csv(built / "plots/figures/per_prompt_qwk.csv"),
             **{name: tables(name) for name in ("descriptives", "score_distribution", "subgroup_dsm",
                                                 "residual_by_band")}}
@@ -114,14 +115,14 @@ def test_report_has_the_sections_a_reader_needs_and_no_external_resources(built)
 
 
 def test_summary_section_shows_the_decision_and_the_runs_present(shown, outputs):
-    text, decision, flags = _text(shown["summary"]), outputs["decision"], outputs["params"]["report"]
+    text, decision, flags = _text(shown["summary"]), outputs["decision"], outputs["params"].report
     gate_valid = "yes" if decision["gate_valid"] else "no"
     assert f"Verdict: {decision['verdict'].upper()} (gate-valid evidence: {gate_valid})" in " ".join(text.split())
     present = [(a, s) for s in ("prompt_holdout", "stratified_text") for a in ARMS if f"{a}_{s}" in outputs["arm"]]
     assert present == RUNS
     assert "Runs present: " + ", ".join(f"{a} · {s}" for a, s in present) + "." in text
-    assert (f"Flags: QWK < {flags['qwk_flag']:.2f}; |SMD| > {flags['smd_flag']:.2f}; "
-            f"|DSM| > {flags['dsm_flag']:.2f}.") in text
+    assert (f"Flags: QWK < {flags.qwk_flag:.2f}; |SMD| > {flags.smd_flag:.2f}; "
+            f"|DSM| > {flags.dsm_flag:.2f}.") in text
 
 
 def test_data_section_shows_prepares_counts_and_the_reference_distribution(shown, outputs):
@@ -196,7 +197,7 @@ def test_subgroup_section_shows_evaluates_fairness_analyses(shown, outputs):
         arms = [a for a, s in RUNS if s == scheme]
         assert header == ["subgroup", "analysis",
                           *[f"{a} {k}" for a in arms for k in ("R² grid", "p", "R² cont.", "p")]]
-        subgroups = outputs["params"]["dataset"]["subgroups"]
+        subgroups = outputs["params"].dataset.subgroups
         assert [tuple(row[:2]) for row in rows] == [(c, name) for c in subgroups for name in names]
         for subgroup, name, *cells in rows:
             key = ("osa", "osd", "csd")[names.index(name)]
@@ -224,7 +225,7 @@ def test_residual_section_shows_the_band_tables_and_tails(shown, outputs):
 
 def test_gate_section_shows_each_criterion_of_the_gate_record(shown, outputs):
     (_, rows, _), (_, overall, _) = _tables(shown["gate"])
-    gate, criteria = outputs["gate"], outputs["params"]["gate"]["criteria"]
+    gate, criteria = outputs["gate"], outputs["params"].gate.criteria
     expected = [(arm, scheme, metric) for arm in ("lora", "adversarial", "groupdro") for scheme, by_metric in
                 criteria.items() for metric in by_metric]
     assert [tuple(row[:3]) for row in rows] == expected
@@ -259,11 +260,11 @@ def test_verdict_section_shows_decides_checklist_and_reasons(shown, outputs):
 
 
 def test_definitions_section_states_the_settings_used(shown, outputs):
-    text, evaluate, grid = _text(shown["definitions"]), outputs["params"]["evaluate"], outputs["params"]["dataset"]
-    assert f"grid {grid['grid']['min']}–{grid['grid']['max']} in steps of {grid['grid']['step']}" in text
-    assert (f"at least {evaluate['min_prompt_n']} essays; worst-prompt QWK is the mean of the "
-            f"{evaluate['bottom_k']} lowest") in text
-    assert f"human score ≤ {evaluate['low_tail']} (low) and ≥ {evaluate['high_tail']} (high)" in text
+    text, evaluate, grid = _text(shown["definitions"]), outputs["params"].evaluate, outputs["params"].dataset
+    assert f"grid {grid.grid.min}–{grid.grid.max} in steps of {grid.grid.step}" in text
+    assert (f"at least {evaluate.min_prompt_n} essays; worst-prompt QWK is the mean of the "
+            f"{evaluate.bottom_k} lowest") in text
+    assert f"human score ≤ {evaluate.low_tail} (low) and ≥ {evaluate.high_tail} (high)" in text
 
 
 def test_report_shows_not_run_and_the_decided_verdict(built):

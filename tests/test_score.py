@@ -5,7 +5,6 @@ essays; determinism and batch-size independence; parquet in and out; model selec
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from dvc_objects.fs.local import LocalFileSystem
 
 from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Params
 from stages.lib.data.preparation import prepare
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.splitting import make_splits
@@ -34,6 +34,7 @@ from stages.lib.serving.provenance import dvc_dir_md5, select_model
 from stages.lib.serving.reader import Columns, inspect_input, iter_batches
 from stages.lib.serving.scorer import ReferenceScorer
 from tests.conftest import CORPUS_DIR, REPO, synthetic_raw
+from tests.typed_params import edited
 
 CORPUS_CSV = CORPUS_DIR / "ELLIPSE_Final_github_test.csv"
 needs_corpus = pytest.mark.skipif(not CORPUS_CSV.is_file(), reason="the ELLIPSE corpus is not beside the repository")
@@ -46,10 +47,9 @@ def _scratch_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def small_params() -> dict:
+def small_params() -> Params:
     params = load_params(REPO / "params.yaml")  # as a stage gets them: defaults filled
-    params["xgb"].update(n_estimators=30, inner_splits=2, embedding_pca=4)
-    return params
+    return edited(params, lambda raw: raw["xgb"].update(n_estimators=30, inner_splits=2, embedding_pca=4))
 
 
 def build_fold(raw: pd.DataFrame, root: Path) -> dict:
@@ -59,17 +59,17 @@ def build_fold(raw: pd.DataFrame, root: Path) -> dict:
     schema = DatasetSchema.from_params(params)
     raw = raw.reset_index(drop=True)
     raw["id"] = [f"e{i:03d}" for i in range(len(raw))]
-    essays, _ = prepare(raw, schema, params["prepare"], Path("sample.csv"))
+    essays, _ = prepare(raw, schema, params.prepare, Path("sample.csv"))
     assert len(essays) == len(raw)  # nothing dropped, so raw row i is prepared row i
-    handcrafted = compute(essays, params["features"], progress=False)
-    tokenizer, model = load_encoder(params["embeddings"]["backbone"])
-    cfg = params["embeddings"]
-    vectors, _ = embed_texts(essays["text"].tolist(), tokenizer, model, int(cfg["max_length"]), int(cfg["stride"]),
-                             int(cfg["batch_tokens"]), progress=False)
+    handcrafted = compute(essays, params.features, params.source, progress=False)
+    tokenizer, model = load_encoder(params.embeddings.backbone)
+    cfg = params.embeddings
+    vectors, _ = embed_texts(essays["text"].tolist(), tokenizer, model, cfg.max_length, cfg.stride,
+                             cfg.batch_tokens, progress=False)
     embedded = pd.concat([essays[["essay_id"]], pd.DataFrame(vectors, columns=embedding_columns(vectors.shape[1]))],
                          axis=1)
     features = pd.concat([handcrafted.set_index("essay_id"), embedded.set_index("essay_id")], axis=1, join="inner")
-    val_mask = make_splits(essays, "prompt_holdout", 3, int(params["seed"]), schema)[0]
+    val_mask = make_splits(essays, "prompt_holdout", 3, params.seed, schema)[0]
     train, val = essays[~val_mask].reset_index(drop=True), essays[val_mask].reset_index(drop=True)
     artifact = root / "models" / "xgb"
     artifact.mkdir(parents=True)
@@ -124,7 +124,7 @@ def test_score_reproduces_the_cv_predictions_exactly(fold, scorer, tmp_path):
     """Refit on fold 0's training essays, score its held-out prompts' essays from raw text: the continuous and
     on-grid scores equal `run_fold`'s for those essays, bit for bit."""
     continuous, on_grid, _ = run_fold(fold["train"], fold["val"], fold["features"], "prompt_holdout",
-                                      fold["params"]["xgb"], int(fold["params"]["seed"]), fold["schema"],
+                                      fold["params"].xgb, fold["params"].seed, fold["schema"],
                                       "fold_0")
     scores = score(fold, scorer, fold["val_csv"], tmp_path / "scores.csv")
     assert scores["id"].tolist() == fold["raw_val"]["id"].tolist()
@@ -334,8 +334,8 @@ def test_unknown_prompt_scale_needs_declared_grids(params):
     stats = {"n_words": {"p1": 0, "p99": 1e9}, "features": {}, "prompts": {"Seen prompt": 10}, "essay_ids": []}
     window = {"min_words": 0, "max_words": 10**9}
     plain = FlagRules(DatasetSchema.from_params(params), stats, window)
-    declared = copy.deepcopy(params)
-    declared["dataset"]["prompt_grids"] = {"Own scale": {"min": 0, "max": 3, "step": 1}}
+    declared = edited(params, lambda raw: raw["dataset"].update(prompt_grids={"Own scale": {"min": 0, "max": 3,
+                                                                                            "step": 1}}))
     rules = FlagRules(DatasetSchema.from_params(declared), stats, window)
     text = "the " * 5
     assert "unknown_prompt_scale" not in plain.text_flags(text, 5, "x", "Never seen").raised
@@ -374,7 +374,7 @@ def test_provenance_names_the_locked_md5(synthetic, synthetic_scorer, tmp_path):
         model = record["model"]
         assert model["md5"] == obj.hash_info.value and model["matches_dvc_lock"] is True
         assert model["lock"]["stage"] == "train_final"
-        assert model["params"]["xgb"] == synthetic["params"]["xgb"]
+        assert model["params"]["xgb"] == synthetic["params"].xgb.model_dump()
         assert record["input"]["rows"] == len(synthetic["raw_val"])
         assert record["packages"].get("xgboost-cpu") or record["packages"].get("xgboost")
         assert record["selection"]["by"] == "--model"

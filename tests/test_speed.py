@@ -6,7 +6,6 @@ benchmark overrides reach the budget, and the fold files live in one layout."""
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -14,15 +13,17 @@ import pytest
 import torch
 from tiny_backbone import TARGETS, make_tiny_backbone, tiny_params
 
+from stages.lib.core.config import select_budget
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Lora
 from stages.lib.data.fold_files import fold_file, read_fold, scheme_folds, write_fold
 from stages.lib.encoders.attention import SdpaMPNetEncoder, SdpaMPNetSelfAttention, use_attention
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.training.essay_model import EssayOutput, build_essay_model
-from stages.lib.training.finetune_config import finetune_config, select_budget
 from stages.lib.training.finite import DeferredFiniteChecks, NonFiniteError
 from stages.lib.training.objectives import GroupDRO, make_objective
 from stages.lib.training.trainer import make_optimizer
+from tests.typed_params import typed
 
 
 def _tiny_mpnet():
@@ -84,9 +85,7 @@ def test_sdpa_mpnet_under_bf16_autocast_and_with_hidden_states():
 
 
 def test_sdpa_mpnet_keeps_lora_adapters_trainable():
-    from stages.lib.training.finetune_config import LoraSettings
-
-    lora = LoraSettings(True, 4, 8, 0.0, ("q", "v"), None)
+    lora = Lora(enabled=True, r=4, alpha=8.0, dropout=0.0, target_modules=["q", "v"], layers=None)
     model = build_essay_model(_tiny_mpnet(), len(TARGETS), lora, 0.0, False, attention="sdpa")
     assert model.attention == "sdpa:mpnet-bias"
     ids = torch.randint(5, 50, (2, 12))
@@ -150,9 +149,9 @@ def test_deferred_checks_wait_then_name_the_first_bad_step():
 
 
 def test_fused_adamw_only_on_cuda(tmp_path):
-    cfg = finetune_config(tiny_params(make_tiny_backbone(tmp_path / "bert"), [0]))
-    budget = cfg.budget
-    fused_budget = replace(budget, speed=replace(budget.speed, fused_optimizer=True))
+    cfg = typed(tiny_params(make_tiny_backbone(tmp_path / "bert"), [0])).finetune
+    budget = cfg.selected
+    fused_budget = budget.model_copy(update={"speed": budget.speed.model_copy(update={"fused_optimizer": True})})
     _, encoder = load_encoder(str(tmp_path / "bert"))
     model = build_essay_model(encoder, len(TARGETS), budget.lora, 0.0, False)
     objective = make_objective("lora", model.hidden_size, ["a"], {})
@@ -162,19 +161,21 @@ def test_fused_adamw_only_on_cuda(tmp_path):
 
 
 def test_budget_overrides_reach_the_budget_and_unknown_keys_fail(tmp_path):
-    params = tiny_params(tmp_path / "unused", [0])
+    params = typed(tiny_params(tmp_path / "unused", [0]))
     changed = select_budget(params, "gpu", ["batch_size=16", "effective_batch=16", "speed.attention=eager",
                                              "lora.enabled=false"])
-    block = changed["finetune"]["budgets"]["gpu"]
-    assert changed["finetune"]["budget"] == "gpu" and block["batch_size"] == 16
-    assert block["speed"]["attention"] == "eager" and block["lora"]["enabled"] is False
-    assert params["finetune"]["budgets"]["gpu"]["batch_size"] == 4  # the input is not modified
+    block = changed.finetune.budgets["gpu"]
+    assert changed.finetune.budget == "gpu" and changed.finetune.selected is block and block.batch_size == 16
+    assert block.speed.attention == "eager" and block.lora.enabled is False
+    assert changed.source == ("test params with batch_size=16 effective_batch=16 speed.attention=eager "
+                              "lora.enabled=false")
+    assert params.finetune.budgets["gpu"].batch_size == 4  # the input is not modified
     with pytest.raises(InputError, match=r"speed\.atention"):
         select_budget(params, "gpu", ["speed.atention=eager"])
     with pytest.raises(InputError, match="KEY=VALUE"):
         select_budget(params, "gpu", ["batch_size"])
     narrowed = select_budget(params, "cpu", arms=["lora"], schemes=["stratified_text"])
-    assert narrowed["finetune"]["arms"] == ["lora"] and narrowed["finetune"]["schemes"] == ["stratified_text"]
+    assert narrowed.finetune.arms == ["lora"] and narrowed.finetune.schemes == ["stratified_text"]
 
 
 def test_fold_files_layout_round_trip(tmp_path):

@@ -24,7 +24,7 @@ def data():
 
 def predict(data, blas_threads: int, xgb_jobs: int) -> np.ndarray:
     x, y, x_eval = data
-    cfg = {**load_params()["xgb"], "n_estimators": 40, "n_jobs": xgb_jobs}
+    cfg = load_params().xgb.model_copy(update={"n_estimators": 40, "n_jobs": xgb_jobs})
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         model = make_model(cfg, seed=3, embedding_columns=list(range(384))).fit(x, y)
         return model.predict(x_eval)

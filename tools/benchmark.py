@@ -28,7 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,13 @@ import pandas as pd
 import torch
 
 from stages.lib.core.atomic import write_json
-from stages.lib.core.config import load_params
+from stages.lib.core.config import load_params, select_budget
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.params import ARMS, SCHEMES, Budget, Objectives
 from stages.lib.core.runinfo import device_name, run_info
 from stages.lib.data.fold_files import read_fold
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.training.essay_model import EssayOutput, count_parameters
-from stages.lib.training.finetune_config import ARMS, SCHEMES, Budget, finetune_config, select_budget
 from stages.lib.training.fold_essays import FoldEssays, encode, select_essays
 from stages.lib.training.objectives import Objective, make_objective
 from stages.lib.training.recipe import TargetScale
@@ -152,7 +152,7 @@ def simulate(sampler: LengthBucketedBatches, lengths: list[np.ndarray], passes: 
 
 
 def fold_workload(essays: FoldEssays, counts: dict[str, int], budget: Budget, arm: str, hidden: int,
-                  objectives: dict[str, dict[str, float]], seed: int, content_window: int,
+                  objectives: Objectives, seed: int, content_window: int,
                   n_special: int) -> dict[str, BatchShapes]:
     """Training batches (the arm's sampler, every epoch) and inference batches (ridge probe on the trained
     essays when head_init is ridge, validation, held-out slice) of one fold, as `finetune.run_fold` runs them."""
@@ -161,7 +161,7 @@ def fold_workload(essays: FoldEssays, counts: dict[str, int], budget: Budget, ar
         c = frame["essay_id"].map(counts).to_numpy(np.int64)
         return c, window_lengths(c, content_window, budget.stride, n_special)
 
-    objective = make_objective(arm, hidden, essays.prompts, objectives[arm])
+    objective = make_objective(arm, hidden, essays.prompts, objectives.of(arm))
     train_counts, train_lengths = lengths(essays.train)
     sampler = LengthBucketedBatches(train_counts, budget.batch_size, seed,
                                     weights=objective.sample_weights(essays.groups(essays.train)))
@@ -273,11 +273,11 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     t_begin = time.perf_counter()
     load_start = os.getloadavg()
     params = select_budget(load_params(args.params), args.budget, args.overrides)
-    cfg = finetune_config(params)
-    budget = cfg.budget
+    cfg = params.finetune
+    budget = cfg.selected
     if args.full_finetune:
-        budget = replace(budget, lora=replace(budget.lora, enabled=False))
-    schema, seed = DatasetSchema.from_params(params), int(params["seed"])
+        budget = budget.model_copy(update={"lora": budget.lora.model_copy(update={"enabled": False})})
+    schema, seed = DatasetSchema.from_params(params), params.seed
     runtime = open_runtime(budget, seed)
     cuda = runtime.device == "cuda"
     tokenizer, load_seconds, plan = runtime.tokenizer, runtime.load_seconds, runtime.plan
@@ -310,15 +310,16 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
     train_set = encode(sample, tokenizer, budget, y, essays.groups(sample))
 
     model, objective, accelerator = runtime.build(
-        len(targets), lambda m: make_objective(args.arm, m.hidden_size, essays.prompts, cfg.objectives[args.arm]))
+        len(targets), lambda m: make_objective(args.arm, m.hidden_size, essays.prompts, cfg.objectives.of(args.arm)))
     config = model.encoder.config
     shape = model_shape(model, int(config.num_hidden_layers), int(config.hidden_size), budget.gradient_checkpointing)
     metered = MeteredObjective(objective, args.warmup_steps * budget.accumulation_steps, cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = _sync(cuda)
-    log = train(model, metered, train_set, replace(budget, epochs=1), accelerator, pad_id=tokenizer.pad_token_id,
-                seed=seed, fold=args.fold)
+    one_epoch = budget.model_copy(update={"epochs": 1})
+    log = train(model, metered, train_set, one_epoch, accelerator, pad_id=tokenizer.pad_token_id, seed=seed,
+                fold=args.fold)
     t_end = _sync(cuda)
     if metered.started is None:
         raise InputError("benchmark: no micro-batch ran after the warm-up")
@@ -393,7 +394,7 @@ def run_benchmark(args: argparse.Namespace, command: str) -> tuple[Path, dict[st
                       "grad_scaler": log["grad_scaler"], "activation_dtype": log["activation_dtype"]},
         "backbone": budget.backbone, "budget": budget.name, "arm": args.arm, "scheme": args.scheme,
         "fold": args.fold, "full_finetune": not budget.lora.enabled, "overrides": list(args.overrides),
-        "speed": {**asdict(budget.speed), "attention_used": model.attention},
+        "speed": {**budget.speed.model_dump(), "attention_used": model.attention},
         "lora": {"enabled": budget.lora.enabled, "r": budget.lora.r, "target_modules": list(budget.lora.target_modules),
                  "layers": None if budget.lora.layers is None else list(budget.lora.layers)},
         "config": {"max_length": budget.max_length, "stride": budget.stride, "batch_size": budget.batch_size,

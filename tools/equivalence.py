@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 
 from stages.lib.core.atomic import write_json
-from stages.lib.core.config import arm_seeds, load_params
+from stages.lib.core.config import load_params
 from stages.lib.core.errors import InputError, run_stage
+from stages.lib.core.params import ARMS, SCHEMES, Evaluate
 from stages.lib.core.paths import predictions_path
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.evaluation import summarise
 from stages.lib.scoring.metrics import exact_agreement
 from stages.lib.scoring.predictions import read_predictions
-from stages.lib.training.finetune_config import ARMS, SCHEMES
 
 NOISE = ("standard error of the reference's mean over folds: std(per-fold QWK, ddof=1) / sqrt(folds); "
          "within fold noise when |candidate mean - reference mean| <= that")
@@ -40,7 +40,7 @@ def _qwk_block(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_runs(reference: pd.DataFrame, candidate: pd.DataFrame, schema: DatasetSchema,
-                 evaluate_cfg: dict[str, Any], names: tuple[str, str] = ("reference", "candidate")) -> dict[str, Any]:
+                 evaluate_cfg: Evaluate, names: tuple[str, str] = ("reference", "candidate")) -> dict[str, Any]:
     """QWK of both runs, their differences and the fold-noise verdict; both tables must hold the same essays
     in the same folds (otherwise an `InputError` naming the first essay that differs)."""
     keyed = [t.set_index("essay_id")["fold"] for t in (reference, candidate)]
@@ -82,12 +82,12 @@ def main() -> None:
     schema = DatasetSchema.from_params(params)
     result: dict[str, Any] = {"what": __doc__.splitlines()[0], "fold_noise_definition": NOISE,
                               "scheme": args.scheme, "arms": {}}
-    seed = arm_seeds(params, args.arms[0])[0] if args.seed is None else args.seed
+    seed = params.seeds.of(args.arms[0])[0] if args.seed is None else args.seed
     result["seed"] = seed
     for arm in args.arms:
         paths = [root / predictions_path(arm, args.scheme, seed) for root in (args.reference_root, args.candidate_root)]
         tables = [read_predictions(path, schema) for path in paths]
-        result["arms"][arm] = compare_runs(*tables, schema, params["evaluate"], names=(str(paths[0]), str(paths[1])))
+        result["arms"][arm] = compare_runs(*tables, schema, params.evaluate, names=(str(paths[0]), str(paths[1])))
         r = result["arms"][arm]
         verdict = "within" if r["within_fold_noise"] else "OUTSIDE"
         print(f"{arm}: QWK {r['reference']['mean']:.3f} -> {r['candidate']['mean']:.3f} "

@@ -22,14 +22,14 @@ _RECORD: dict[str, set[str]] = {"read": set(), "written": set(), "params": set()
 
 
 class _Recording(dict):
-    """A params mapping that records the dotted key of every leaf value read from it."""
+    """A mapping inside the params (e.g. `finetune.budgets`) that records the dotted key of every leaf read."""
 
     def __init__(self, data: dict, prefix: str = ""):
         super().__init__({k: _wrap(v, f"{prefix}{k}.") for k, v in data.items()})
         self._prefix = prefix
 
     def _seen(self, key: object, value: object) -> object:
-        if not isinstance(value, _Recording):
+        if not isinstance(value, _Recording | _RecordingModel):
             _RECORD["params"].add(f"{self._prefix}{key}")
         return value
 
@@ -55,7 +55,70 @@ class _Recording(dict):
         return dict, (dict(super().items()),)
 
 
+class _RecordingModel:
+    """A typed params section (a pydantic model) that records the dotted key of every field read from it. Its own
+    properties and methods run against the recorder, so they record the fields they read; pydantic's (`model_dump`,
+    `model_copy`, comparison, pickling) read the whole section and record it whole. `isinstance` sees the wrapped
+    class."""
+
+    __slots__ = ("_model", "_prefix")
+
+    def __init__(self, model: object, prefix: str = ""):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_prefix", prefix)
+
+    @property
+    def __class__(self):  # isinstance(recorder, Params) holds
+        return type(self._model)
+
+    def _whole(self) -> object:
+        _RECORD["params"].add(self._prefix.rstrip(".") or "*")
+        return self._model
+
+    def __getattr__(self, name: str):
+        model, prefix = self._model, self._prefix
+        if name in type(model).model_fields:
+            value = getattr(model, name)
+            wrapped = _wrap(value, f"{prefix}{name}.")
+            if wrapped is value:
+                _RECORD["params"].add(f"{prefix}{name}")
+            return wrapped
+        if name.startswith("_") and not name.startswith("__"):  # a private attribute (a budget's name, the source)
+            return getattr(model, name)
+        own = next((vars(k)[name] for k in type(model).__mro__ if name in vars(k)), None)
+        if isinstance(own, property):
+            return own.fget(self)
+        if callable(own) and getattr(own, "__module__", "") == type(model).__module__:
+            return own.__get__(self)
+        return getattr(self._whole(), name)
+
+    def __setattr__(self, name, value):
+        setattr(self._model, name, value)
+
+    def __eq__(self, other):
+        return self._whole() == (other._whole() if isinstance(other, _RecordingModel) else other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(self._whole())
+
+    def __iter__(self):
+        return iter(self._whole())
+
+    def __repr__(self):
+        return repr(self._model)
+
+    def __reduce_ex__(self, protocol):  # to a worker process as the model itself
+        return self._whole().__reduce_ex__(protocol)
+
+
 def _wrap(value: object, prefix: str) -> object:
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        return _RecordingModel(value, prefix)
     return _Recording(value, prefix) if isinstance(value, dict) else value
 
 
@@ -97,7 +160,7 @@ if _wanted():
         original = module.load_params
 
         def load_params(*args, **kwargs):
-            return _Recording(original(*args, **kwargs))
+            return _wrap(original(*args, **kwargs), "")
 
         module.load_params = load_params
 

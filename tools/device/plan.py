@@ -260,16 +260,14 @@ def parse_assume(items: list[str]) -> Assumptions:
 def stage(budget_name: str, parts: int | None, python: str, out_dir: Path, limits: Limits) -> dict[str, Any]:
     """Download the wheels, pack and cut the weights into `out_dir`, count the workload: the facts a plan is
     made from."""
-    from stages.lib.core.config import load_params
+    from stages.lib.core.config import load_params, select_budget
     from stages.lib.encoders.backbone import resolve_backbone, staged_name
-    from stages.lib.training.finetune_config import finetune_config, select_budget
     from tools.device import weights as staging
     from tools.device.wheels import carried, download
     from tools.device.workload import gate_workload
 
     params = select_budget(load_params(), budget_name, schemes=["prompt_holdout"])
-    cfg = finetune_config(params)
-    budget = cfg.budget
+    budget = params.finetune.selected
     name = staged_name(budget.backbone)
     if name is None:
         raise SystemExit(f"backbone {budget.backbone}: only a package: or split-zip: backbone can be staged")
@@ -284,7 +282,7 @@ def stage(budget_name: str, parts: int | None, python: str, out_dir: Path, limit
     sizes = part_sizes(len(blob), tree, wheel_bytes, prepared_bytes, limits, parts)
     staging.write_parts(blob, sizes, model_dir, marker, out_dir)
     return {"budget": budget.name, "backbone": budget.backbone, "model_name": name, "seeds": list(budget.seeds),
-            "n_arms": len(cfg.arms), "n_folds": len(cfg.folds), "workload": workload,
+            "n_arms": len(params.finetune.arms), "n_folds": len(params.finetune.folds), "workload": workload,
             "bytes": {"tree": tree, "wheels": wheel_bytes, "prepared": prepared_bytes, "parts": sizes,
                       "packed_weights": len(blob), "bf16_weights": marker["weights_bytes"]}}
 

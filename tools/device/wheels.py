@@ -26,7 +26,7 @@ DEVICE_PYTHON = "3.12"
 # what a device session runs: scripts/gpu_gate.sh (folds, preflight, finetune, collect, the budget selection),
 # scripts/gpu_benchmarks.sh (the benchmark) and the weight receiver
 DEVICE_ENTRIES = ("stages.folds", "stages.preflight", "stages.finetune", "stages.collect",
-                  "stages.lib.training.finetune_config", "tools.benchmark", "tools.device.weights")
+                  "stages.lib.core.config", "tools.benchmark", "tools.device.weights")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
 PROJECT = ("stages", "tools")

@@ -9,20 +9,20 @@ from typing import Any
 
 import pandas as pd
 
+from stages.lib.core.params import Params
 from stages.lib.data.fold_files import read_fold
-from stages.lib.training.finetune_config import finetune_config
 from stages.lib.training.fold_essays import select_essays
 from stages.lib.windows.essay_batches import encode_essays
 from tools.benchmark import fold_workload
 
 
-def gate_workload(params: dict[str, Any], tokenizer_dir: Path, seed: int) -> dict[str, Any]:
+def gate_workload(params: Params, tokenizer_dir: Path, seed: int) -> dict[str, Any]:
     """Padded training and inference tokens of every selected arm × scheme × fold with training seed `seed`
     (`params` already selecting the budget, arms and schemes, as `select_budget` returns them)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    cfg = finetune_config(params)
-    budget = cfg.budget
+    cfg = params.finetune
+    budget = cfg.selected
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     hidden = int(AutoConfig.from_pretrained(str(tokenizer_dir)).hidden_size)
     n_special = tokenizer.num_special_tokens_to_add(pair=False)

@@ -15,6 +15,8 @@ import numpy as np
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
 from stages.lib.core.io import read_json
+from stages.lib.core.params import validate_section
+from stages.lib.data.schema import DatasetSchema
 from stages.lib.encoders.backbone import resolve_backbone
 
 FORMAT = "aes-gate-final-model"
@@ -97,6 +99,12 @@ def open_artifact(directory: Path, kind: str) -> dict[str, Any]:
         raise InputError(f"{Path(directory) / MANIFEST}: a {manifest.get('kind')!r} artifact, not a {kind!r} one")
     verify_files(Path(directory), manifest)
     return manifest
+
+
+def read_schema(directory: Path) -> DatasetSchema:
+    """The dataset schema an artifact declares (its schema file, checked like the params section it copies)."""
+    path = Path(directory) / SCHEMA
+    return DatasetSchema.from_dataset(validate_section("dataset", read_json(path), str(path)))
 
 
 def write_json_file(path: Path, payload: Any) -> None:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from stages.lib.core.errors import InputError
-from stages.lib.core.params import validate_params
+from stages.lib.core.params import Params, validate_params
 
 PARAMS_ENV = "AES_PARAMS"
-_SOURCES: dict[int, tuple[dict[str, Any], str]] = {}  # id(params) -> (params, the file it was read from)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -28,9 +27,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Load the parameter file (default `params.yaml`, or `$AES_PARAMS` outside DVC) and check it against the
-    schema (`stages.lib.core.params`); the first mistake fails in one line naming the file and the key. Under
+def load_params(path: str | Path | None = None) -> Params:
+    """Load the parameter file (default `params.yaml`, or `$AES_PARAMS` outside DVC) as the frozen, typed `Params`
+    (`.source` names the file); the first mistake fails in one line naming the file and the key. Under
     `dvc repro` (`$DVC_STAGE` set) `$AES_PARAMS` is refused: DVC hashes params.yaml, whatever a stage reads."""
     params_path = Path(path or os.environ.get(PARAMS_ENV, "params.yaml"))
     if path is None and os.environ.get(PARAMS_ENV) and os.environ.get("DVC_STAGE"):
@@ -41,48 +40,40 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
         raise InputError(f"{params_path}: parameter file not found")
     try:
         with params_path.open(encoding="utf-8") as fh:
-            params = yaml.load(fh, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+            raw = yaml.load(fh, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(" ".join(f"{params_path}: not valid YAML ({exc})".split())) from exc
-    return remember_source(validate_params(params, str(params_path)), str(params_path))
+    return validate_params(raw, str(params_path))
 
 
-def remember_source(params: dict[str, Any], source: str) -> dict[str, Any]:
-    """Record where `params` came from, for error messages (`params_source`); returns `params`."""
-    _SOURCES[id(params)] = (params, source)
-    while len(_SOURCES) > 64:
-        del _SOURCES[next(iter(_SOURCES))]
-    return params
-
-
-def params_source(params: dict[str, Any] | None = None, fallback: str | None = None) -> str:
-    """The file `params` was read from; for a mapping `load_params` did not return, `fallback` or else the
-    file `load_params()` would read (`$AES_PARAMS` or params.yaml)."""
-    known = _SOURCES.get(id(params)) if params is not None else None
-    if known is not None and known[0] is params:
-        return known[1]
-    return fallback or os.environ.get(PARAMS_ENV, "params.yaml")
-
-
-def section(params: dict[str, Any], *keys: str) -> Any:
-    """Return `params[k1][k2]...`, raising an `InputError` that names the missing key."""
-    node: Any = params
-    for depth, key in enumerate(keys):
-        if not isinstance(node, dict) or key not in node:
-            raise InputError(f"{params_source(params)}: missing key {'.'.join(keys[: depth + 1])}")
-        node = node[key]
-    return node
-
-
-def arm_seeds(params: dict[str, Any], arm: str) -> list[int]:
-    """The training seeds of an arm, in run order: `seeds.xgb` for the reference, `seeds.finetune` for the
-    transformer arms."""
-    seeds = section(params, "seeds")
-    key = arm if arm in seeds else "finetune"
-    return [int(s) for s in section(params, "seeds", key)]
-
-
-def final_seed(params: dict[str, Any], arm: str) -> int:
-    """The seed an arm's final model is fitted with: the first of its training seeds, the seed of its first
-    cross-validation run."""
-    return arm_seeds(params, arm)[0]
+def select_budget(params: Params, budget: str, overrides: Iterable[str] = (), *,
+                  arms: Iterable[str] | None = None, schemes: Iterable[str] | None = None,
+                  seeds: Iterable[int] | None = None) -> Params:
+    """`params` selecting `budget`, as `dvc exp run -S finetune.budget=…` would, with `KEY=VALUE` overrides (YAML
+    values, dotted keys) applied to that budget and, when given, other arms or schemes. The transformer seeds become
+    `seeds` when given, else the budget profile's own `seeds`. An unknown key fails naming it; the result is checked
+    against the schema like a parameter file, its source naming the overrides."""
+    overrides = list(overrides)
+    raw = params.model_dump()
+    finetune = raw["finetune"]
+    if budget not in finetune["budgets"]:
+        raise InputError(f"{params.source}: finetune.budgets.{budget} not found "
+                         f"(expected one of {sorted(finetune['budgets'])})")
+    finetune["budget"] = budget
+    block = finetune["budgets"][budget]
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = block
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not sep or not isinstance(node, dict) or leaf not in node:
+            raise InputError(f"override {item!r}: finetune.budgets.{budget} has no such key (expected KEY=VALUE)")
+        node[leaf] = yaml.safe_load(value)
+    if arms is not None:
+        finetune["arms"] = list(arms)
+    if schemes is not None:
+        finetune["schemes"] = list(schemes)
+    raw["seeds"]["finetune"] = list(seeds) if seeds is not None else list(block["seeds"])
+    source = f"{params.source} with {' '.join(overrides)}" if overrides else params.source
+    return validate_params(raw, source)

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
@@ -54,7 +54,7 @@ Sha256 = Annotated[str | None, BeforeValidator(_sha256)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 class Corpus(_Section):
@@ -64,7 +64,7 @@ class Corpus(_Section):
     archive: Name | None = None  # a zip holding `file` (optional)
     archive_sha256: Sha256 = None
     archive_password: str | None = None
-    url: str | None = None
+    published_at: str | None = None  # where people can find the corpus (shown in reports; never downloaded)
 
 
 class Grid(_Section):
@@ -150,11 +150,17 @@ class Bootstrap(_Section):
 
 class Gate(_Section):
     reference: AnyArm
-    baseline: AnyArm | None = None
+    baseline: AnyArm | None = None  # null: the first candidate
     candidates: Annotated[list[AnyArm], Field(min_length=1)]
     schemes: Annotated[list[Scheme], Field(min_length=1)]
     bootstrap: Bootstrap
     criteria: Annotated[dict[Scheme, Annotated[dict[GateMetric, float], Field(min_length=1)]], Field(min_length=1)]
+
+    @property
+    def baseline_arm(self) -> str:
+        """The baseline candidate (the plain fine-tune the invariance variants are compared with): `baseline`, else
+        the first candidate."""
+        return self.baseline or self.candidates[0]
 
 
 class Report(_Section):
@@ -209,6 +215,33 @@ class Budget(_Section):
     calibration: Literal["round", "cutpoints"]
     lora: Lora
     speed: Speed
+    _name: str = PrivateAttr(default="")
+
+    @property
+    def name(self) -> str:
+        """The profile's key under `finetune.budgets`."""
+        return self._name
+
+    @property
+    def accumulation_steps(self) -> int:
+        """Micro-batches per optimizer step, so that batch_size × steps = effective_batch."""
+        return self.effective_batch // self.batch_size
+
+    def record(self) -> dict[str, Any]:
+        """The profile as a JSON record, its name first (a run log's hyperparameters, an artifact's budget)."""
+        return {"name": self.name, **self.model_dump()}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], source: str) -> Budget:
+        """A profile back from its `record()`; one-line errors name `source`."""
+        body = {k: v for k, v in record.items() if k != "name"}
+        try:
+            budget = cls.model_validate(body)
+        except ValidationError as exc:
+            problems = [(_dotted(("budget", *err["loc"])), err["msg"]) for err in exc.errors()]
+            raise InputError(_one_line(source, problems)) from None
+        budget._name = str(record.get("name", ""))
+        return budget
 
 
 class NoHyperparameters(_Section):
@@ -230,6 +263,10 @@ class Objectives(_Section):
     adversarial: Adversarial
     groupdro: GroupDro
 
+    def of(self, arm: str) -> dict[str, float]:
+        """One arm's objective hyperparameters (lora has none)."""
+        return getattr(self, arm).model_dump()
+
 
 class Finetune(_Section):
     budget: Name
@@ -239,12 +276,31 @@ class Finetune(_Section):
     objectives: Objectives
     budgets: Annotated[dict[Name, Budget], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _name_budgets(self) -> Finetune:
+        for name, budget in self.budgets.items():
+            budget._name = name
+        return self
+
+    @property
+    def selected(self) -> Budget:
+        """The profile `budget` names."""
+        return self.budgets[self.budget]
+
 
 class Seeds(_Section):
     """Training seeds per arm, in run order (each seed is its own cached run)."""
 
     xgb: Annotated[list[NonNegInt], Field(min_length=1)]
     finetune: Annotated[list[NonNegInt], Field(min_length=1)]
+
+    def of(self, arm: str) -> list[int]:
+        """An arm's seeds in run order: `xgb` for the reference, `finetune` for the transformer arms."""
+        return list(self.xgb if arm == "xgb" else self.finetune)
+
+    def final(self, arm: str) -> int:
+        """The seed an arm's final model is fitted with: its first seed, that of its first cross-validation run."""
+        return self.of(arm)[0]
 
 
 class Params(_Section):
@@ -263,18 +319,28 @@ class Params(_Section):
     gate: Gate
     report: Report
     finetune: Finetune
+    _source: str = PrivateAttr(default="params.yaml")
+
+    @property
+    def source(self) -> str:
+        """The file these params were read from (named in every error about them)."""
+        return self._source
 
 
+RENAMED = {("corpus", "url"): "corpus.published_at"}  # old key -> new key: the old one fails naming the new one
 Problem = tuple[str, str]  # (dotted key, what is wrong)
 
 
-def validate_params(raw: Any, source: str) -> dict[str, Any]:
-    """Check a loaded parameter mapping against the schema; return what the schema made of it: every optional key
-    present with its default (declared there and nowhere else), numbers as the schema types them, hashes
-    lower-cased. The first mistake (unknown keys first: they explain missing ones) raises an `InputError` of one
-    line."""
+def validate_params(raw: Any, source: str) -> Params:
+    """Check a loaded parameter mapping against the schema and return the frozen, typed `Params` (which remembers
+    `source`): every optional key present with its default (declared here and nowhere else), hashes lower-cased.
+    The first mistake (renamed keys first, then unknown keys: they explain missing ones) raises an `InputError` of
+    one line naming `source`."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping of sections at the top level, got {_show(raw)}")
+    for (section, key), new in RENAMED.items():
+        if isinstance(raw.get(section), dict) and key in raw[section]:
+            raise InputError(f"{source}: {section}.{key}: renamed {new}; write {new}: instead")
     try:
         model = Params.model_validate(raw)
     except ValidationError as exc:
@@ -282,12 +348,18 @@ def validate_params(raw: Any, source: str) -> dict[str, Any]:
     problems = _consistency(model)
     if problems:
         raise InputError(_one_line(source, problems))
-    params = model.model_dump()
-    corpus = params["corpus"]
-    for key in ("sha256", "archive_sha256"):
-        if isinstance(corpus.get(key), str):
-            corpus[key] = corpus[key].lower()
-    return params
+    model._source = source
+    return model
+
+
+def validate_section(name: str, raw: Any, source: str) -> Any:
+    """Check one section read on its own (a model artifact keeps `dataset`, `features` and `embeddings`) and return
+    its typed model; one-line errors name `source` and the key."""
+    try:
+        return Params.model_fields[name].annotation.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{**err, "loc": (name, *err["loc"])} for err in exc.errors()]
+        raise InputError(_one_line(source, _problems(errors))) from None
 
 
 def _one_line(source: str, problems: list[Problem]) -> str:

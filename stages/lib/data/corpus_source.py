@@ -10,11 +10,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from stages.lib.core.atomic import atomic_path
 from stages.lib.core.errors import InputError
 from stages.lib.core.hashing import file_digest
+from stages.lib.core.params import Corpus
 from stages.lib.core.paths import RAW_CORPUS
 
 
@@ -31,10 +31,10 @@ class CorpusLocation:
         return f"{self.source}!{self.member}" if self.member else self.source
 
 
-def locate(corpus: dict[str, Any], must_exist: bool = True) -> CorpusLocation:
+def locate(corpus: Corpus, must_exist: bool = True) -> CorpusLocation:
     """Resolve `corpus.source` (a URL, a zip, a directory holding `corpus.file` or `corpus.archive`, or the CSV
     itself); with `must_exist`, a source that holds neither fails naming what was looked for."""
-    source, file, archive = str(corpus["source"]), str(corpus["file"]), corpus.get("archive")
+    source, file, archive = corpus.source, corpus.file, corpus.archive
     path = Path(source)
     if source.startswith(("http://", "https://")):
         return CorpusLocation("url", source, file)
@@ -42,8 +42,8 @@ def locate(corpus: dict[str, Any], must_exist: bool = True) -> CorpusLocation:
         return CorpusLocation("archive", source, file)
     if path.is_dir() and (path / file).is_file():
         return CorpusLocation("file", str(path / file))
-    if path.is_dir() and archive and (path / str(archive)).is_file():
-        return CorpusLocation("archive", str(path / str(archive)), file)
+    if path.is_dir() and archive and (path / archive).is_file():
+        return CorpusLocation("archive", str(path / archive), file)
     if path.is_file():
         return CorpusLocation("file", source)
     if must_exist:
@@ -85,12 +85,12 @@ def extract_member(archive: Path, member: str, password: str | None, dest: Path)
                          "yourself and point corpus.source at the CSV") from exc
 
 
-def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:
+def acquire(corpus: Corpus, out: Path = RAW_CORPUS) -> str:
     """Materialise the verified corpus CSV at `out`; return a description of where it came from."""
     where = locate(corpus)
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory() as scratch:
         if where.kind == "url":
-            archive = Path(scratch) / (corpus.get("archive") or Path(where.source).name or "corpus.zip")
+            archive = Path(scratch) / (corpus.archive or Path(where.source).name or "corpus.zip")
             try:
                 urllib.request.urlretrieve(where.source, archive)
             except OSError as exc:
@@ -102,11 +102,11 @@ def acquire(corpus: dict[str, Any], out: Path = RAW_CORPUS) -> str:
         else:
             shutil.copyfile(where.source, tmp)
             origin = where.source
-        verify(tmp, corpus.get("sha256"), label=origin)
+        verify(tmp, corpus.sha256, label=origin)
     return origin
 
 
-def _from_archive(archive: Path, corpus: dict[str, Any], dest: Path) -> str:
-    verify(archive, corpus.get("archive_sha256"))
-    extract_member(archive, corpus["file"], corpus.get("archive_password"), dest)
-    return f"{archive}!{corpus['file']}"
+def _from_archive(archive: Path, corpus: Corpus, dest: Path) -> str:
+    verify(archive, corpus.archive_sha256)
+    extract_member(archive, corpus.file, corpus.archive_password, dest)
+    return f"{archive}!{corpus.file}"

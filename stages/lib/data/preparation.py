@@ -13,7 +13,7 @@ import pandas as pd
 
 from stages.lib.core.atomic import write_json
 from stages.lib.core.errors import InputError
-from stages.lib.core.params import DUPLICATE_POLICIES
+from stages.lib.core.params import DUPLICATE_POLICIES, Params, Prepare
 from stages.lib.core.paths import DATA_METRICS, RAW_CORPUS
 from stages.lib.core.runinfo import run_info
 from stages.lib.data.corpus import Records, read_corpus
@@ -81,7 +81,7 @@ def check_declared_prompts(schema: DatasetSchema, prompts: set[str], source: Pat
             raise InputError(f"{key} names prompt {name!r}, which {source} does not have{hint}")
 
 
-def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], source: Path,
+def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: Prepare, source: Path,
             records: Records | None = None) -> tuple[pd.DataFrame, dict]:
     """Return the prepared essays table and the data report."""
     records = records or Records()
@@ -101,7 +101,7 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
 
     rows_in = len(essays)
     dropped: dict[str, int] = {}
-    excluded = list(cfg.get("exclude_prompts") or [])
+    excluded = list(cfg.exclude_prompts or [])
     not_found = sorted(set(excluded) - set(essays["prompt"]))
     if not_found:
         print(f"warning: prepare.exclude_prompts names prompts absent from {source}: {not_found}")
@@ -109,14 +109,15 @@ def prepare(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any], sou
     dropped["excluded_prompt"] = int((~keep).sum())
     essays = essays[keep]
     essays, dropped["duplicate_text"], dropped["duplicate_conflicting_scores"] = resolve_duplicates(
-        essays, schema, str(cfg.get("duplicate_scores", "keep_first")), source, records)
-    too_short = essays["n_words"] < int(cfg["min_words"])
-    too_long = essays["n_words"] > int(cfg["max_words"])
+        essays, schema, cfg.duplicate_scores, source, records)
+    too_short = essays["n_words"] < cfg.min_words
+    too_long = essays["n_words"] > cfg.max_words
     dropped["below_min_words"] = int(too_short.sum())
     dropped["above_max_words"] = int(too_long.sum())
     essays = essays[~too_short & ~too_long].reset_index(drop=True)
     if essays.empty:
-        raise InputError(f"{source}: no essays left after exclusions and the word window {cfg}")
+        raise InputError(f"{source}: no essays left after exclusions and the word window "
+                         f"prepare.min_words {cfg.min_words} … prepare.max_words {cfg.max_words}")
 
     per_prompt = essays["prompt"].value_counts().sort_index()
     report = {
@@ -188,16 +189,16 @@ def _on_grid(schema: DatasetSchema, prompts: pd.Series, values: pd.Series) -> np
     return np.array([schema.grid_for(p).on_grid(np.array([v]))[0] for p, v in zip(prompts, values, strict=True)])
 
 
-def prepare_corpus(params: dict[str, Any]) -> dict[str, Any]:
+def prepare_corpus(params: Params) -> dict[str, Any]:
     """The `prepare` stage: read the raw copy, prepare it, write the prepared essays (texts apart) and the data
     report; return the report. An error in the user's file names the file the raw copy was made from."""
     schema = DatasetSchema.from_params(params)
     try:
         frame = read_corpus(RAW_CORPUS)
-        essays, report = prepare(frame, schema, params["prepare"], RAW_CORPUS, Records(RAW_CORPUS))
+        essays, report = prepare(frame, schema, params.prepare, RAW_CORPUS, Records(RAW_CORPUS))
     except InputError as exc:  # the user's own file, which the raw copy reproduces byte for byte
-        raise InputError(f"{exc} (raw copy of {locate(params['corpus'], must_exist=False).describe()})") from exc
-    report["run"] = run_info(params["seed"])
+        raise InputError(f"{exc} (raw copy of {locate(params.corpus, must_exist=False).describe()})") from exc
+    report["run"] = run_info(params.seed)
     write_prepared(essays)
     write_json(DATA_METRICS, report)
     return report

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from stages.lib.core.params import Dataset, Grid, Params
+
 
 @dataclass(frozen=True)
 class ScoreGrid:
@@ -126,24 +128,27 @@ class DatasetSchema:
         return mask
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> DatasetSchema:
-        ds = params["dataset"]
-        grid = _grid(ds["grid"])
-        prompt_grids = ds.get("prompt_grids") or {}
+    def from_params(cls, params: Params) -> DatasetSchema:
+        """The schema params' `dataset` section declares."""
+        return cls.from_dataset(params.dataset)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> DatasetSchema:
+        """The schema a `dataset` section (of params, or of a model artifact) declares."""
+        prompt_grids = ds.prompt_grids or {}
         return cls(
-            text=ds["text"],
-            prompt=ds["prompt"],
-            targets=tuple(ds["targets"]),
-            primary=ds["primary"],
-            grid=grid,
-            subgroups=tuple(ds.get("subgroups") or ()),
-            source_id=ds.get("source_id"),
+            text=ds.text,
+            prompt=ds.prompt,
+            targets=tuple(ds.targets),
+            primary=ds.primary,
+            grid=_grid(ds.grid),
+            subgroups=tuple(ds.subgroups or ()),
+            source_id=ds.source_id,
             prompt_grids={p: _grid(g) for p, g in prompt_grids.items()},
-            target_grids={(p, t): _grid(tg) for p, g in prompt_grids.items()
-                          for t, tg in (g.get("targets") or {}).items()},
-            prompt_targets={p: tuple(ts) for p, ts in (ds.get("prompt_targets") or {}).items()},
+            target_grids={(p, t): _grid(tg) for p, g in prompt_grids.items() for t, tg in (g.targets or {}).items()},
+            prompt_targets={p: tuple(ts) for p, ts in (ds.prompt_targets or {}).items()},
         )
 
 
-def _grid(spec: dict[str, float]) -> ScoreGrid:
-    return ScoreGrid(float(spec["min"]), float(spec["max"]), float(spec["step"]))
+def _grid(spec: Grid) -> ScoreGrid:
+    return ScoreGrid(float(spec.min), float(spec.max), float(spec.step))

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, StratifiedKFold
 
-from stages.lib.core.config import params_source
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Params
 from stages.lib.core.paths import ESSAYS
 from stages.lib.data.schema import DatasetSchema
 
@@ -122,11 +121,11 @@ def check_prompts(essays: pd.DataFrame, n_splits: int, min_essays: int, source: 
         )
 
 
-def check_selected_folds(params: dict[str, Any], n_prompts: int) -> None:
+def check_selected_folds(params: Params, n_prompts: int) -> None:
     """With leave-one-prompt-out, `finetune.folds` must name folds that exist: one per prompt."""
-    beyond = [k for k in params["finetune"]["folds"] if k >= n_prompts]
+    beyond = [k for k in params.finetune.folds if k >= n_prompts]
     if beyond:
-        raise InputError(f"{params_source(params)}: finetune.folds {params['finetune']['folds']}: fold(s) {beyond} do "
+        raise InputError(f"{params.source}: finetune.folds {params.finetune.folds}: fold(s) {beyond} do "
                          f"not exist: folds.leave_one_prompt_out makes {n_prompts} folds, one per prompt "
                          f"(0 … {n_prompts - 1})")
 

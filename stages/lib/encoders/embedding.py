@@ -4,8 +4,6 @@ then pooled per essay, weighted by window length. The `embeddings` stage and the
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -17,12 +15,6 @@ from stages.lib.windows.encoding import length_batches, masked_mean, pad_batch, 
 def embedding_columns(dimensions: int) -> list[str]:
     """The feature-store names of an embedding's dimensions."""
     return [f"emb_{j:03d}_unitless" for j in range(dimensions)]
-
-
-def embedding_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The `embeddings` params that decide the vectors: backbone, window length, overlap, batch size, threads."""
-    return {"backbone": str(cfg["backbone"]), "max_length": int(cfg["max_length"]), "stride": int(cfg["stride"]),
-            "batch_tokens": int(cfg["batch_tokens"]), "threads": int(cfg["threads"])}
 
 
 @torch.inference_mode()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.lib.core.config import section
+from stages.lib.core.params import Params
 from stages.lib.gate.bootstrap import Interval, MetricConfig
 
 FIELDS = ("delta", "ci_low", "ci_high", "threshold", "pass", "robust_pass", "evaluated", "candidate_value",
@@ -52,23 +52,14 @@ class GateConfig:
         return [c.metric for c in self.criteria if c.scheme == scheme]
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> GateConfig:
-        gate, ev = section(params, "gate"), section(params, "evaluate")
-        criteria = tuple(
-            Criterion(str(scheme), str(metric), float(threshold))
-            for scheme, by_metric in (section(params, "gate", "criteria") or {}).items()
-            for metric, threshold in (by_metric or {}).items()
-        )
-        candidates = tuple(str(c) for c in section(params, "gate", "candidates"))
-        reference = str(section(params, "gate", "reference"))
-        baseline = str(gate.get("baseline") or (candidates[0] if candidates else ""))
-        schemes = tuple(str(s) for s in section(params, "gate", "schemes"))
-        bootstrap = section(params, "gate", "bootstrap")
-        cfg = cls(reference, baseline, candidates, schemes, criteria, int(bootstrap["n_resamples"]),
-                  float(bootstrap["confidence"]), int(section(params, "seed")),
-                  MetricConfig(int(ev["min_prompt_n"]), int(ev["bottom_k"]), float(ev["low_tail"]),
-                               float(ev["high_tail"])))
-        return cfg
+    def from_params(cls, params: Params) -> GateConfig:
+        """The gate params (checked by the schema) with the `evaluate` definitions the metrics use."""
+        gate, ev = params.gate, params.evaluate
+        criteria = tuple(Criterion(scheme, metric, threshold)
+                         for scheme, by_metric in gate.criteria.items() for metric, threshold in by_metric.items())
+        return cls(gate.reference, gate.baseline_arm, tuple(gate.candidates), tuple(gate.schemes), criteria,
+                   gate.bootstrap.n_resamples, gate.bootstrap.confidence, params.seed,
+                   MetricConfig(ev.min_prompt_n, ev.bottom_k, ev.low_tail, ev.high_tail))
 
 
 def criterion_record(candidate: str, criterion: Criterion, interval: Interval | None) -> dict[str, float]:

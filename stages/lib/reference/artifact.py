@@ -26,16 +26,15 @@ from stages.lib.artifacts.files import (
     backbone_fingerprint,
     open_artifact,
     percentiles,
+    read_schema,
     write_json_file,
     write_manifest,
 )
-from stages.lib.core.config import final_seed
 from stages.lib.core.io import read_json
+from stages.lib.core.params import Embeddings, Features, Params, validate_section
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
-from stages.lib.encoders.embedding import embedding_settings
 from stages.lib.features.linguistic import FEATURES as HANDCRAFTED_FEATURES
-from stages.lib.features.store_builder import SETTINGS as FEATURE_SETTINGS
 from stages.lib.reference.model import FittedReference, fit_reference
 from stages.lib.scoring.calibration import calibration_record, restore_calibrators
 
@@ -63,7 +62,7 @@ def training_stats(train: pd.DataFrame, features: pd.DataFrame, handcrafted: lis
     }
 
 
-def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str, Any], stats: dict[str, Any],
+def save_reference(directory: Path, fitted: FittedReference, *, params: Params, stats: dict[str, Any],
                    feature_config: dict[str, Any], trained_on: dict[str, Any], scheme: str, seed: int
                    ) -> dict[str, Any]:
     """Write the artifact's files into `directory` (the caller makes it appear atomically); return the
@@ -71,7 +70,7 @@ def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str
     joblib.dump(fitted.model, directory / MODEL, compress=3)
     write_json_file(directory / CALIBRATION, {"targets": calibration_record(fitted.calibrators, fitted.schema.targets)})
     write_json_file(directory / FEATURES, {"feature_columns": list(fitted.feature_columns), **feature_config})
-    write_json_file(directory / SCHEMA, params["dataset"])
+    write_json_file(directory / SCHEMA, params.dataset.model_dump())
     write_json_file(directory / STATS, stats)
     return write_manifest(directory, {
         "arm": ARM,
@@ -79,35 +78,34 @@ def save_reference(directory: Path, fitted: FittedReference, *, params: dict[str
         "gate_valid": True,
         "smoke": False,
         "trained_on": trained_on,
-        "calibration": {"kind": params["xgb"]["calibration"], "inner_scheme": scheme,
-                        "inner_splits": int(params["xgb"]["inner_splits"])},
+        "calibration": {"kind": params.xgb.calibration, "inner_scheme": scheme,
+                        "inner_splits": params.xgb.inner_splits},
         "seed": seed,
-        "params": {key: params[key] for key in ("seed", "dataset", "prepare", "features", "embeddings", "xgb")},
+        "params": params.model_dump(include={"seed", "dataset", "prepare", "features", "embeddings", "xgb"}),
         "packages": package_versions(PACKAGES),
     })
 
 
-def feature_config(params: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+def feature_config(params: Params, columns: list[str]) -> dict[str, Any]:
     """How `score` must rebuild a feature-store row: the column roles and the params that computed them."""
     return {
         "handcrafted": [c for c in columns if c in HANDCRAFTED_FEATURES],
         "embedding": [c for c in columns if c.startswith("emb_")],
-        "features": {key: params["features"][key] for key in FEATURE_SETTINGS},
-        "embeddings": embedding_settings(params["embeddings"]),
-        "backbone": backbone_fingerprint(str(params["embeddings"]["backbone"])),
-        "word_window": {"min_words": int(params["prepare"]["min_words"]),
-                        "max_words": int(params["prepare"]["max_words"])},
+        "features": params.features.model_dump(),
+        "embeddings": params.embeddings.model_dump(),
+        "backbone": backbone_fingerprint(params.embeddings.backbone),
+        "word_window": {"min_words": params.prepare.min_words, "max_words": params.prepare.max_words},
     }
 
 
-def build_reference(directory: Path, essays: pd.DataFrame, features: pd.DataFrame, params: dict[str, Any],
+def build_reference(directory: Path, essays: pd.DataFrame, features: pd.DataFrame, params: Params,
                     source: Path | str, inputs_md5: dict[str, str] | None = None) -> tuple[FittedReference, dict]:
     """Fit the reference arm on `essays` (prepared rows with targets) exactly as a CV fold is fitted, with
     cutpoints from inner prompt-holdout out-of-fold predictions, and write the artifact into `directory`.
     Returns the fitted model and the manifest. `train_final` calls it on every prepared essay."""
     schema = DatasetSchema.from_params(params)
-    seed = final_seed(params, ARM)
-    fitted = fit_reference(essays, features, INNER_SCHEME, params["xgb"], seed, schema, source)
+    seed = params.seeds.final(ARM)
+    fitted = fit_reference(essays, features, INNER_SCHEME, params.xgb, seed, schema, source)
     config = feature_config(params, list(features.columns))
     trained_on = {"essays": len(essays), "prompts": int(essays["prompt"].nunique()), "inputs_md5": inputs_md5 or {}}
     manifest = save_reference(directory, fitted, params=params,
@@ -131,13 +129,22 @@ class ReferenceArtifact:
     def handcrafted(self) -> list[str]:
         return list(self.features["handcrafted"])
 
+    @property
+    def feature_settings(self) -> Features:
+        """The `features` params that computed the handcrafted columns."""
+        return validate_section("features", self.features["features"], str(self.path / FEATURES))
+
+    @property
+    def embedding_settings(self) -> Embeddings:
+        """The `embeddings` params that computed the embedding columns."""
+        return validate_section("embeddings", self.features["embeddings"], str(self.path / FEATURES))
+
 
 def load_reference(directory: Path) -> ReferenceArtifact:
     """Load and verify an artifact (every file's sha256 against its manifest); one clear error otherwise."""
     directory = Path(directory)
     manifest = open_artifact(directory, KIND)
-    params_schema = read_json(directory / SCHEMA)
-    schema = DatasetSchema.from_params({"dataset": params_schema})
+    schema = read_schema(directory)
     features = read_json(directory / FEATURES)
     model = joblib.load(directory / MODEL)
     calibrators = restore_calibrators(read_json(directory / CALIBRATION)["targets"], schema.targets, schema.grid)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Xgb
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.splitting import scheme_splits
 from stages.lib.features.feature_store import feature_matrix
@@ -43,7 +43,7 @@ def as_float64(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def make_model(cfg: dict[str, Any], seed: int, embedding_columns: list[int]) -> Pipeline:
+def make_model(cfg: Xgb, seed: int, embedding_columns: list[int]) -> Pipeline:
     """Embeddings reduced by PCA (fitted on the training data it is given), then multi-target XGBoost.
 
     The PCA runs in float64 with LAPACK's exact SVD. The randomized float32 solver that `auto` picks gave
@@ -52,20 +52,20 @@ def make_model(cfg: dict[str, Any], seed: int, embedding_columns: list[int]) -> 
     SVD gave bit-identical components under each. XGBoost's `hist` is itself independent of `n_jobs`."""
     reduce = ColumnTransformer(
         [("embedding_pca", make_pipeline(FunctionTransformer(as_float64, feature_names_out="one-to-one"),
-                                         PCA(int(cfg["embedding_pca"]), svd_solver="full", random_state=seed)),
+                                         PCA(cfg.embedding_pca, svd_solver="full", random_state=seed)),
           embedding_columns)],
         remainder="passthrough",
     )
     return make_pipeline(reduce, xgboost.XGBRegressor(
-        n_estimators=int(cfg["n_estimators"]),
-        learning_rate=float(cfg["learning_rate"]),
-        max_depth=int(cfg["max_depth"]),
-        min_child_weight=float(cfg["min_child_weight"]),
-        subsample=float(cfg["subsample"]),
-        colsample_bytree=float(cfg["colsample_bytree"]),
-        reg_lambda=float(cfg["reg_lambda"]),
+        n_estimators=cfg.n_estimators,
+        learning_rate=cfg.learning_rate,
+        max_depth=cfg.max_depth,
+        min_child_weight=cfg.min_child_weight,
+        subsample=cfg.subsample,
+        colsample_bytree=cfg.colsample_bytree,
+        reg_lambda=cfg.reg_lambda,
         tree_method="hist",
-        n_jobs=int(cfg["n_jobs"]),
+        n_jobs=cfg.n_jobs,
         random_state=seed,
     ))
 
@@ -89,7 +89,8 @@ class MaskedTargetsModel:
         return out
 
 
-def fit_model(x_train, y_train, w_train, cfg, seed, embedding_columns) -> Pipeline | MaskedTargetsModel:
+def fit_model(x_train, y_train, w_train, cfg: Xgb, seed: int,
+              embedding_columns: list[int]) -> Pipeline | MaskedTargetsModel:
     """One multi-target pipeline when every row has every target (NaN = not scored); else `MaskedTargetsModel`."""
     missing = np.isnan(y_train)
     if not missing.any():
@@ -111,7 +112,7 @@ def fit_model(x_train, y_train, w_train, cfg, seed, embedding_columns) -> Pipeli
     return MaskedTargetsModel(shared, complete, own)
 
 
-def fit_predict(x_train, y_train, w_train, x_eval, cfg, seed, embedding_columns) -> np.ndarray:
+def fit_predict(x_train, y_train, w_train, x_eval, cfg: Xgb, seed: int, embedding_columns: list[int]) -> np.ndarray:
     model = fit_model(x_train, y_train, w_train, cfg, seed, embedding_columns)
     return model.predict(x_eval).reshape(len(x_eval), -1)
 
@@ -151,15 +152,15 @@ class FittedReference:
         return own_scales(common, self.calibrators, prompts, self.schema)
 
 
-def sample_weights(train: pd.DataFrame, cfg: dict[str, Any], schema: DatasetSchema) -> np.ndarray:
+def sample_weights(train: pd.DataFrame, cfg: Xgb, schema: DatasetSchema) -> np.ndarray:
     """`inverse_band` weights on the primary target (common scale), or ones."""
-    if cfg["sample_weighting"] != "inverse_band":
+    if cfg.sample_weighting != "inverse_band":
         return np.ones(len(train))
     primary = schema.to_common(train[schema.primary].to_numpy(float), train["prompt"].to_numpy(), schema.primary)
-    return band_weights(primary, schema, float(cfg["weight_power"]))
+    return band_weights(primary, schema, cfg.weight_power)
 
 
-def fit_reference(train, features, scheme, cfg, seed, schema, source) -> FittedReference:
+def fit_reference(train, features, scheme: str, cfg: Xgb, seed: int, schema: DatasetSchema, source) -> FittedReference:
     """Fit the pipeline on `train`'s feature rows, then each target's calibrator on inner cross-validated
     predictions of `train` (inner folds mirror `scheme`), never on the essays it will score."""
     embedding_columns = [i for i, c in enumerate(features.columns) if c.startswith("emb_")]
@@ -173,19 +174,20 @@ def fit_reference(train, features, scheme, cfg, seed, schema, source) -> FittedR
     weights = sample_weights(train, cfg, schema)
     model = fit_model(x_train, y_train, weights, cfg, seed, embedding_columns)
     calibration_input = y_train
-    if cfg["calibration"] == "cutpoints":
+    if cfg.calibration == "cutpoints":
         calibration_input = np.empty_like(y_train)
-        for inner_train, inner_val in inner_splits(train, scheme, int(cfg["inner_splits"]), seed, schema):
+        for inner_train, inner_val in inner_splits(train, scheme, cfg.inner_splits, seed, schema):
             calibration_input[inner_val] = fit_predict(
                 x_train[inner_train], y_train[inner_train], weights[inner_train], x_train[inner_val], cfg, seed,
                 embedding_columns,
             )
-    calibrators = fit_calibrators(cfg["calibration"], schema.grid, calibration_input, y_train)
+    calibrators = fit_calibrators(cfg.calibration, schema.grid, calibration_input, y_train)
     return FittedReference(model, calibrators, schema, tuple(str(c) for c in features.columns), str(source),
                            len(train))
 
 
-def run_fold(train, val, features, scheme, cfg, seed, schema, source) -> tuple[np.ndarray, np.ndarray, dict]:
+def run_fold(train, val, features, scheme: str, cfg: Xgb, seed: int, schema: DatasetSchema,
+             source) -> tuple[np.ndarray, np.ndarray, dict]:
     """Fit on the training fold, calibrate on its inner out-of-fold predictions, and return the
     validation fold's continuous and on-grid predictions with a fold log."""
     start = time.perf_counter()

@@ -9,7 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from stages.lib.artifacts.files import MANIFEST
 from stages.lib.core.formatting import md_table, num, p_value
+from stages.lib.core.params import Params, validate_section
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.serving.flags import RULES
 
@@ -23,7 +25,7 @@ class CardInputs:
 
     def __init__(self, *, artifact: Path, artifact_md5: str, manifest: dict[str, Any], data: dict[str, Any] | None,
                  arm_metrics: dict[str, dict[str, Any] | None],
-                 gate: dict[str, Any] | None, decision: dict[str, Any] | None, params: dict[str, Any],
+                 gate: dict[str, Any] | None, decision: dict[str, Any] | None, params: Params,
                  selection: str, evidence_md5: dict[str, str], others: list[tuple[Path, str, dict]] = ()):
         self.artifact, self.artifact_md5, self.manifest = artifact, artifact_md5, manifest
         self.data, self.arm_metrics = data, arm_metrics
@@ -35,7 +37,7 @@ class CardInputs:
 def _transformer_model_section(c: CardInputs) -> list[str]:
     m = c.manifest
     budget = m["params"]["finetune"]["budgets"][m["budget"]]
-    schema = DatasetSchema.from_params(m["params"])
+    schema = artifact_schema(c)
     smoke = " — **CPU smoke artifact, not gate-valid**" if m.get("smoke") else ""
     lora = budget["lora"]
     return [
@@ -54,6 +56,12 @@ def _transformer_model_section(c: CardInputs) -> list[str]:
     ]
 
 
+def artifact_schema(c: CardInputs) -> DatasetSchema:
+    """The dataset schema the artifact's manifest records."""
+    where = f"{c.artifact.as_posix()}/{MANIFEST} params"
+    return DatasetSchema.from_dataset(validate_section("dataset", c.manifest["params"]["dataset"], where))
+
+
 def scales_note(schema: DatasetSchema) -> str:
     """Where prompts have scales of their own: which, and that the grid above is the common scale."""
     if schema.single_scale:
@@ -68,7 +76,7 @@ def _model_section(c: CardInputs) -> list[str]:
         return _transformer_model_section(c)
     m, p = c.manifest, c.manifest["params"]
     xgb, emb, feats = p["xgb"], p["embeddings"], p["features"]
-    schema = DatasetSchema.from_params(p)
+    schema = artifact_schema(c)
     smoke = " — **CPU smoke artifact, not gate-valid**" if m.get("smoke") else ""
     return [
         "## Model", "",
@@ -113,7 +121,7 @@ def _data_section(c: CardInputs) -> list[str]:
 
 
 def _evidence_section(c: CardInputs) -> list[str]:
-    ev, rep = c.params["evaluate"], c.params["report"]
+    ev, rep = c.params.evaluate, c.params.report
     arm = c.manifest["arm"]
     lines = ["", "## Cross-validated evidence", "",
              "The final model is refitted on all essays; what to expect of it is the cross-validation of the same "
@@ -134,14 +142,14 @@ def _evidence_section(c: CardInputs) -> list[str]:
         rows.append([scheme, f"{s['qwk']['mean']:.3f} ± {s['qwk']['std']:.3f}", num(s["qwk"].get("pooled")),
                      num(s["worst_prompt_qwk"]), f"{num(s['tails']['low_adjacent'])} / "
                      f"{num(s['tails']['high_adjacent'])}", num(s["agreement"]["exact"]), num(s["mcrmse"])])
-    lines += md_table(["scheme", f"mean QWK ± SD ({arm}, {c.params['dataset']['primary']})", "pooled QWK",
-                     f"worst-prompt QWK (bottom {ev['bottom_k']}, n ≥ {ev['min_prompt_n']})",
+    lines += md_table(["scheme", f"mean QWK ± SD ({arm}, {c.params.dataset.primary})", "pooled QWK",
+                     f"worst-prompt QWK (bottom {ev.bottom_k}, n ≥ {ev.min_prompt_n})",
                      "low / high tail adjacent", "exact agreement", "MCRMSE"], rows)
     done = {k: v for k, v in c.arm_metrics.items() if v is not None}
     if done:
         targets = list(next(iter(done.values()))["qwk_by_trait"])
-        lines += ["", f"### QWK per trait (mean over folds; ⚑ below {rep['qwk_flag']:.2f})", ""]
-        trait_rows = [[t, *(_flag(num(s["qwk_by_trait"][t]["mean"]), s["qwk_by_trait"][t]["mean"] < rep["qwk_flag"])
+        lines += ["", f"### QWK per trait (mean over folds; ⚑ below {rep.qwk_flag:.2f})", ""]
+        trait_rows = [[t, *(_flag(num(s["qwk_by_trait"][t]["mean"]), s["qwk_by_trait"][t]["mean"] < rep.qwk_flag)
                             for s in done.values())] for t in targets]
         lines += md_table(["trait", *done], trait_rows)
         first_scheme, first = next(iter(done.items()))
@@ -153,16 +161,16 @@ def _evidence_section(c: CardInputs) -> list[str]:
 
 
 def _subgroups(c: CardInputs, scheme: str, s: dict[str, Any]) -> list[str]:
-    rep = c.params["report"]
+    rep = c.params.report
     smd = s.get("smd") or {}
     overall = smd.get("overall")
-    lines = ["", f"### Subgroups ({scheme}; ⚑ |SMD| > {rep['smd_flag']:.2f}, |DSM| > {rep['dsm_flag']:.2f})", "",
+    lines = ["", f"### Subgroups ({scheme}; ⚑ |SMD| > {rep.smd_flag:.2f}, |DSM| > {rep.dsm_flag:.2f})", "",
              f"Overall SMD (mean prediction − mean human score, in human SDs): "
-             f"{_flag(num(overall, signed=True), overall is not None and abs(overall) > rep['smd_flag'])}.", ""]
+             f"{_flag(num(overall, signed=True), overall is not None and abs(overall) > rep.smd_flag)}.", ""]
     fairness = s.get("subgroups") or {}
 
     def dsm_cell(value: Any) -> str:
-        flagged = value is not None and math.isfinite(value) and abs(value) > rep["dsm_flag"]
+        flagged = value is not None and math.isfinite(value) and abs(value) > rep.dsm_flag
         return _flag(num(value, signed=True), flagged)
 
     rows = []
@@ -170,12 +178,12 @@ def _subgroups(c: CardInputs, scheme: str, s: dict[str, Any]) -> list[str]:
         for level, entry in levels.items():
             value = entry.get("smd")
             dsm = ((fairness.get(column) or {}).get("levels") or {}).get(str(level)) or {}
-            small = " (small n)" if entry["n"] < c.params["evaluate"]["min_prompt_n"] else ""
+            small = " (small n)" if entry["n"] < c.params.evaluate.min_prompt_n else ""
             rows.append([column, f"{level}{small}", f"{entry['n']:,}",
-                         _flag(num(value, signed=True), value is not None and abs(value) > rep["smd_flag"]),
+                         _flag(num(value, signed=True), value is not None and abs(value) > rep.smd_flag),
                          dsm_cell(dsm.get("dsm")), dsm_cell(dsm.get("dsm_continuous"))])
     lines += md_table(["subgroup", "level", "essays", "SMD", "DSM", "DSM (continuous)"], rows)
-    lines += ["", f"A level with fewer than {c.params['evaluate']['min_prompt_n']} essays is marked small n: its "
+    lines += ["", f"A level with fewer than {c.params.evaluate.min_prompt_n} essays is marked small n: its "
               "statistics move a lot with a few essays. DSM is RSMTool's difference of standardized means; every "
               "figure is the mean over the arm's training seeds."]
     fits = [[column, label, *(cell for key in ("osa", "osd", "csd")
@@ -198,7 +206,7 @@ def _which_score(c: CardInputs) -> list[str]:
     s = c.arm_metrics.get("prompt_holdout") or next((v for v in c.arm_metrics.values() if v), None)
     if s is None or "continuous" not in s:
         return []
-    primary, a, cont = c.params["dataset"]["primary"], s["agreement"], s["continuous"]
+    primary, a, cont = c.params.dataset.primary, s["agreement"], s["continuous"]
     rows = [["QWK (mean over folds)", num(s["qwk"]["mean"]), num(cont["qwk"]["mean"])],
             ["RMSE", num(a["rmse"]), num(cont["rmse"])],
             ["SMD", num(s["smd"]["overall"], signed=True), num(cont["smd"], signed=True)]]
@@ -261,7 +269,7 @@ def _others_section(c: CardInputs) -> list[str]:
 
 def _agreement(c: CardInputs) -> str:
     """How the unseen-prompt agreement compares with the QWK flag (empty when there is no evidence)."""
-    s, flag = c.arm_metrics.get("prompt_holdout"), c.params["report"]["qwk_flag"]
+    s, flag = c.arm_metrics.get("prompt_holdout"), c.params.report.qwk_flag
     if s is None:
         return ""
     mean = s["qwk"]["mean"]
@@ -271,12 +279,12 @@ def _agreement(c: CardInputs) -> str:
 
 
 def _use_section(c: CardInputs) -> list[str]:
-    m, prep = c.manifest, c.manifest["params"]["prepare"]
-    schema = DatasetSchema.from_params(m["params"])
-    budget = c.params.get("finetune", {}).get("budget")
-    transformer = ("The transformer arms were run on the CPU budget: their evidence and any artifact trained on it "
-                   "are a pipeline proof (a smoke artifact), **not gate-valid**, and never the default model."
-                   if budget == "cpu" else "Transformer arms are the default only when the gate accepts them.")
+    prep = c.manifest["params"]["prepare"]
+    schema = artifact_schema(c)
+    gate_valid = bool((c.decision or {}).get("gate_valid"))
+    transformer = ("The transformer arms were run on a budget that is not gate-valid: their evidence and any artifact "
+                   "trained on it are a pipeline proof (a smoke artifact), never the default model."
+                   if not gate_valid else "Transformer arms are the default only when the gate accepts them.")
     return [
         "", "## Intended use", "",
         "- Scoring English learners' argumentative essays (grades 8–12, prompts like ELLIPSE's) on the ELLIPSE "

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from stages.lib.core.formatting import num, p_value
+from stages.lib.core.params import Report
 from stages.lib.core.paths import ADR, ARM_REPORTS_DIR, DATA_METRICS
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.gate.checklist import ITEMS
@@ -31,8 +32,8 @@ class Flags:
     dsm: float
 
     @classmethod
-    def from_params(cls, report: dict[str, Any]) -> Flags:
-        return cls(float(report["qwk_flag"]), float(report["smd_flag"]), float(report["dsm_flag"]))
+    def from_params(cls, report: Report) -> Flags:
+        return cls(report.qwk_flag, report.smd_flag, report.dsm_flag)
 
 
 @dataclass

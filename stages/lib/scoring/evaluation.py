@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.params import Evaluate
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring import metrics as m
 from stages.lib.scoring import qwk as qk
@@ -233,10 +234,10 @@ def trait_mcrmse(frame: pd.DataFrame, schema: DatasetSchema) -> float:
                           if (ok := np.isfinite(truth[:, j])).any()]))
 
 
-def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -> dict[str, Any]:
+def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: Evaluate) -> dict[str, Any]:
     """The metrics file's body for one arm and scheme. Agreement is on each essay's own grid; RMSE, MAE,
     Pearson r, SMD and the tails' membership use the common scale."""
-    p, min_n = schema.primary, int(cfg["min_prompt_n"])
+    p, min_n = schema.primary, cfg.min_prompt_n
     t, g = common(frame, schema, "true", p), common(frame, schema, "grid", p)
     c = _clip(common(frame, schema, "pred", p), schema)
     t_cat, g_cat = categories(frame, schema, "true", p), categories(frame, schema, "grid", p)
@@ -247,7 +248,7 @@ def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -
         by_trait[target] = {k: q[k] for k in ("mean", "std", "pooled", "averaged_over", "n_prompts")}
     prompts = per_prompt_table(frame, schema)
     worst, worst_names = m.worst_prompt_qwk(
-        {r.prompt: (r.n, r.qwk) for r in prompts.itertuples()}, min_n, int(cfg["bottom_k"])
+        {r.prompt: (r.n, r.qwk) for r in prompts.itertuples()}, min_n, cfg.bottom_k
     )
     eligible = prompts[prompts["n"] >= min_n]
     return {
@@ -268,9 +269,9 @@ def summarise(frame: pd.DataFrame, schema: DatasetSchema, cfg: dict[str, Any]) -
         "worst_prompts": worst_names,
         "prompts_eligible": len(eligible),
         "min_prompt_n": min_n,
-        "bottom_k": int(cfg["bottom_k"]),
+        "bottom_k": cfg.bottom_k,
         "per_prompt_qwk": {r.prompt: r.qwk for r in eligible.itertuples()},
-        "tails": m.tail_adjacent(t, t_cat, g_cat, float(cfg["low_tail"]), float(cfg["high_tail"])),
+        "tails": m.tail_adjacent(t, t_cat, g_cat, cfg.low_tail, cfg.high_tail),
         "smd": {"overall": m.smd(t, g), "by_subgroup": smd_by_subgroup(frame, schema)},
         "continuous": {"qwk": continuous_qwk_summary(frame, schema, p, min_n), "rmse": m.rmse(t, c),
                        "smd": m.smd(t, c)},

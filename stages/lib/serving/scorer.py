@@ -108,12 +108,11 @@ class ReferenceScorer(BatchScorer):
     def __init__(self, artifact: ReferenceArtifact):
         self.artifact = artifact
         config = artifact.features
-        self.feature_cfg = config["features"]
-        self.embedding_cfg = config["embeddings"]
+        self.feature_cfg, self.embedding_cfg = artifact.feature_settings, artifact.embedding_settings
         check_backbone(artifact.path, config["backbone"])
-        torch.set_num_threads(int(self.embedding_cfg["threads"]))  # as the embeddings stage ran
-        self.tools = load_tools(self.feature_cfg)
-        self.tokenizer, self.encoder = load_encoder(self.embedding_cfg["backbone"])
+        torch.set_num_threads(self.embedding_cfg.threads)  # as the embeddings stage ran
+        self.tools = load_tools(self.feature_cfg, str(artifact.path))
+        self.tokenizer, self.encoder = load_encoder(self.embedding_cfg.backbone)
         self.rules = FlagRules(artifact.schema, artifact.stats, config["word_window"])
         self.columns = output_columns(artifact.schema.targets)
         self.handcrafted = artifact.handcrafted
@@ -122,10 +121,11 @@ class ReferenceScorer(BatchScorer):
         """Feature-store rows (handcrafted float64, embeddings float32) for normalised texts, in the
         artifact's column order."""
         handcrafted = compute(pd.DataFrame({"essay_id": essay_ids, "text": texts}), self.feature_cfg,
-                              progress=False, tools=self.tools, n_process=1).drop(columns="essay_id")
+                              str(self.artifact.path), progress=False, tools=self.tools, n_process=1)
+        handcrafted = handcrafted.drop(columns="essay_id")
         cfg = self.embedding_cfg
-        vectors, _ = embed_texts(texts, self.tokenizer, self.encoder, int(cfg["max_length"]), int(cfg["stride"]),
-                                 int(cfg["batch_tokens"]), progress=False)
+        vectors, _ = embed_texts(texts, self.tokenizer, self.encoder, cfg.max_length, cfg.stride, cfg.batch_tokens,
+                                 progress=False)
         embedded = pd.DataFrame(vectors, columns=self.artifact.features["embedding"])
         return pd.concat([handcrafted, embedded], axis=1)[list(self.artifact.fitted.feature_columns)]
 

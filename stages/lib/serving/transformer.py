@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from stages.lib.artifacts.files import SCHEMA, STATS, open_artifact
+from stages.lib.artifacts.files import STATS, open_artifact, read_schema
 from stages.lib.core.io import read_json
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.calibration import own_scales, restore_calibrators
@@ -40,8 +40,7 @@ def load_transformer(directory: Path) -> TransformerArtifact:
     """Load and verify (every file's sha256 against the manifest) a transformer artifact."""
     directory = Path(directory)
     manifest = open_artifact(directory, KIND)
-    schema = DatasetSchema.from_params({"dataset": read_json(directory / SCHEMA)})
-    return TransformerArtifact(directory, manifest, schema, read_json(directory / STATS),
+    return TransformerArtifact(directory, manifest, read_schema(directory), read_json(directory / STATS),
                                read_json(directory / CONFIG))
 
 

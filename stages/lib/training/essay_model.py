@@ -11,8 +11,8 @@ import torch.utils.checkpoint
 from torch import nn
 
 from stages.lib.core.errors import InputError
+from stages.lib.core.params import Budget, Lora
 from stages.lib.encoders.attention import use_attention
-from stages.lib.training.finetune_config import Budget, LoraSettings
 from stages.lib.windows.encoding import masked_mean, pool_windows
 
 
@@ -54,7 +54,7 @@ class EssayRegressor(nn.Module):
         return EssayOutput(self.head(self.dropout(rep)).float(), rep)
 
 
-def build_essay_model(encoder: nn.Module, n_targets: int, lora: LoraSettings, head_dropout: float,
+def build_essay_model(encoder: nn.Module, n_targets: int, lora: Lora, head_dropout: float,
                       gradient_checkpointing: bool, encoder_dropout: float | None = None, *,
                       attention: str | None = None, compile_encoder: bool = False) -> EssayRegressor:
     """Wrap the encoder with LoRA adapters (or leave every weight trainable for a full fine-tune);

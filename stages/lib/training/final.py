@@ -1,5 +1,5 @@
 """A transformer arm's final model: the training recipe (`recipe.fit_arm`) a `finetune` fold runs, on every
-prepared essay instead of one fold's training essays, with the arm's final seed (`config.final_seed`) and the
+prepared essay instead of one fold's training essays, with the arm's final seed (`Seeds.final`) and the
 held-out training slice calibrating the grid cutpoints exactly as in a fold. Saved the peft way (adapter config +
 weights, loadable offline onto the budget's backbone) beside the head, the target scale and the cutpoints.
 On a budget with `gate_valid: false` (the CPU budget) the artifact is a smoke artifact and says so."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,12 @@ import pandas as pd
 import torch
 
 from stages.lib.artifacts.files import SCHEMA, STATS, backbone_fingerprint, percentiles, write_json_file, write_manifest
-from stages.lib.core.config import final_seed
+from stages.lib.core.params import Budget, Params
 from stages.lib.core.paths import PREFLIGHT
 from stages.lib.core.runinfo import package_versions
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.scoring.calibration import Calibrator, calibration_record, fit_calibrators
 from stages.lib.training.essay_model import EssayRegressor
-from stages.lib.training.finetune_config import Budget, LoraSettings, SpeedSettings, finetune_config
 from stages.lib.training.fold_essays import FoldEssays, select_essays
 from stages.lib.training.recipe import fit_arm
 from stages.lib.training.runtime import open_runtime
@@ -52,16 +51,15 @@ class FinalRun:
     log: dict[str, Any]
 
 
-def fit_final(arm: str, essays_all: pd.DataFrame, params: dict[str, Any]) -> FinalRun:
+def fit_final(arm: str, essays_all: pd.DataFrame, params: Params) -> FinalRun:
     """Train `arm` on every essay of `essays_all` through the training recipe, as `finetune` trains on a fold,
     with the arm's final seed (see the module docstring)."""
     t0 = time.perf_counter()
-    cfg = finetune_config(params)
-    budget = proven_budget(cfg.budget, PREFLIGHT)
-    schema, seed = DatasetSchema.from_params(params), final_seed(params, arm)
+    budget = proven_budget(params.finetune.selected, PREFLIGHT)
+    schema, seed = DatasetSchema.from_params(params), params.seeds.final(arm)
     runtime = open_runtime(budget, seed)
     essays = select_essays(essays_all, essays_all.iloc[:0], budget, seed)
-    fitted = fit_arm(arm, runtime, essays, schema, cfg.objectives[arm], seed, FINAL_FOLD)
+    fitted = fit_arm(arm, runtime, essays, schema, params.finetune.objectives.of(arm), seed, FINAL_FOLD)
     calibrators = fit_calibrators(budget.calibration, schema.grid, fitted.common_scale(fitted.infer(fitted.held_set)),
                                   schema.common_targets(essays.held))
     log = {"n_essays": {"prepared": len(essays_all), "trained": len(essays.train), "holdout": len(essays.held),
@@ -88,7 +86,7 @@ def make_portable(adapter_dir: Path, spec: str) -> None:
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone: dict[str, Any]) -> dict[str, Any]:
+def save_final(directory: Path, run: FinalRun, params: Params, backbone: dict[str, Any]) -> dict[str, Any]:
     """Write the encoder adapter (peft `save_pretrained`), the head (safetensors) and `transformer.json`
     (budget, target scale, cutpoints, backbone) into `directory`; return what `transformer.json` holds."""
     from safetensors.torch import save_file
@@ -100,8 +98,8 @@ def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone:
     schema = DatasetSchema.from_params(params)
     config = {
         "arm": run.arm,
-        "budget": asdict(run.budget),
-        "objective": finetune_config(params).objectives[run.arm],
+        "budget": run.budget.record(),
+        "objective": params.finetune.objectives.of(run.arm),
         "lora": bool(run.budget.lora.enabled),
         "backbone": backbone,
         "targets": list(schema.targets),
@@ -114,16 +112,6 @@ def save_final(directory: Path, run: FinalRun, params: dict[str, Any], backbone:
     return config
 
 
-def _tuples(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def budget_from_dict(raw: dict[str, Any]) -> Budget:
-    """A `Budget` back from its JSON form (lists were tuples)."""
-    lora = LoraSettings(**{k: _tuples(v) for k, v in raw["lora"].items()})
-    return Budget(**{**{k: _tuples(v) for k, v in raw.items()}, "lora": lora, "speed": SpeedSettings(**raw["speed"])})
-
-
 def load_final_model(directory: Path, config: dict[str, Any]) -> tuple[EssayRegressor, Any, Any]:
     """The saved arm rebuilt offline: the budget's backbone (float32), the peft adapter loaded onto it, the
     head; returns (model in eval mode, tokenizer, accelerator)."""
@@ -133,7 +121,7 @@ def load_final_model(directory: Path, config: dict[str, Any]) -> tuple[EssayRegr
     from stages.lib.encoders.attention import use_attention
     from stages.lib.training.trainer import accelerator_for
 
-    budget = budget_from_dict(config["budget"])
+    budget = Budget.from_record(config["budget"], str(directory / CONFIG))
     runtime = open_runtime(budget, None)
     encoder = runtime.encoder
     if budget.speed.attention:
@@ -153,7 +141,7 @@ def load_final_model(directory: Path, config: dict[str, Any]) -> tuple[EssayRegr
     return model, runtime.tokenizer, accelerator_for(runtime.plan, runtime.device, budget)
 
 
-def build_transformer(directory: Path, arm: str, essays: pd.DataFrame, params: dict[str, Any]
+def build_transformer(directory: Path, arm: str, essays: pd.DataFrame, params: Params
                       ) -> tuple[FinalRun, dict[str, Any]]:
     """Train `arm` on every essay of `essays` (`stages.lib.training.final.fit_final`) and write its artifact
     into `directory`; return the run and the manifest."""
@@ -164,9 +152,9 @@ def build_transformer(directory: Path, arm: str, essays: pd.DataFrame, params: d
     stats = {"n_essays": len(used), "n_words": percentiles(used["n_words"].to_numpy()), "features": {},
              "prompts": {str(p): int(n) for p, n in used["prompt"].value_counts().sort_index().items()},
              "essay_ids": sorted(str(i) for i in used["essay_id"])}
-    write_json_file(directory / SCHEMA, params["dataset"])
+    write_json_file(directory / SCHEMA, params.dataset.model_dump())
     write_json_file(directory / STATS, stats)
-    name = params["finetune"]["budget"]
+    name = params.finetune.budget
     manifest = write_manifest(directory, {
         "arm": arm, "kind": KIND,
         "gate_valid": bool(budget.gate_valid), "smoke": not budget.gate_valid, "budget": name,
@@ -175,9 +163,9 @@ def build_transformer(directory: Path, arm: str, essays: pd.DataFrame, params: d
                        "prepared": len(essays), "prompts": int(essays["prompt"].nunique())},
         "calibration": {"kind": budget.calibration, "fitted_on": "the held-out training slice (as in a fold)"},
         "seed": run.log["seed"],
-        "params": {"seed": params["seed"], "dataset": params["dataset"], "prepare": params["prepare"],
-                   "finetune": {"budget": name, "budgets": {name: params["finetune"]["budgets"][name]},
-                                "objectives": {arm: params["finetune"]["objectives"][arm]}}},
+        "params": {"seed": params.seed, "dataset": params.dataset.model_dump(), "prepare": params.prepare.model_dump(),
+                   "finetune": {"budget": name, "budgets": {name: params.finetune.selected.model_dump()},
+                                "objectives": {arm: params.finetune.objectives.of(arm)}}},
         "packages": package_versions(PACKAGES),
     })
     return run, manifest

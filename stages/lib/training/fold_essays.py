@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.params import Budget
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.data.subsets import capped_sample, stratified_holdout
 from stages.lib.scoring.calibration import fit_calibrators, own_scales
-from stages.lib.training.finetune_config import Budget
 from stages.lib.windows.chunking import coverage_report
 from stages.lib.windows.essay_batches import EssayWindows, encode_essays
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stages.lib.core.params import Budget
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.training.essay_model import EssayRegressor, fit_head
-from stages.lib.training.finetune_config import Budget
 from stages.lib.training.fold_essays import FoldEssays, encode, target_scale
 from stages.lib.training.objectives import Objective, make_objective
 from stages.lib.training.runtime import Runtime

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from stages.lib.core.params import Budget
 from stages.lib.encoders.backbone import load_encoder
 from stages.lib.training.essay_model import EssayRegressor, model_for_budget
-from stages.lib.training.finetune_config import Budget
 from stages.lib.training.objectives import Objective
 from stages.lib.training.precision import PrecisionPlan, resolve_device, select_precision
 from stages.lib.training.trainer import accelerator_for, seed_everything

@@ -7,13 +7,12 @@ says what ran. Speed settings never change what is learned (up to floating-point
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from stages.lib.core.errors import InputError
 from stages.lib.core.io import read_json_object
-from stages.lib.training.finetune_config import Budget, SpeedSettings
+from stages.lib.core.params import Budget, Speed
 
 # each rung switches off one more optional speed-up, in the order the riskiest CUDA paths fail
 FALLBACKS: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -24,18 +23,18 @@ FALLBACKS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def speed_ladder(configured: SpeedSettings) -> list[tuple[str, SpeedSettings]]:
+def speed_ladder(configured: Speed) -> list[tuple[str, Speed]]:
     """The configured settings, then each fallback rung that changes something (cumulative)."""
     rungs = [("configured", configured)]
     for name, change in FALLBACKS:
-        fallback = replace(rungs[-1][1], **change)
+        fallback = rungs[-1][1].model_copy(update=change)
         if fallback != rungs[-1][1]:
             rungs.append((name, fallback))
     return rungs
 
 
-def first_working(configured: SpeedSettings, attempt: Callable[[SpeedSettings], dict[str, Any]]
-                  ) -> tuple[SpeedSettings, dict[str, Any], list[dict[str, Any]]]:
+def first_working(configured: Speed, attempt: Callable[[Speed], dict[str, Any]]
+                  ) -> tuple[Speed, dict[str, Any], list[dict[str, Any]]]:
     """Run `attempt` (the canary) on each rung until one returns; returns the settings used, that rung's result
     and the record of every attempt. Raises `InputError` listing each rung's failure when none works."""
     attempts: list[dict[str, Any]] = []
@@ -44,18 +43,18 @@ def first_working(configured: SpeedSettings, attempt: Callable[[SpeedSettings], 
             result = attempt(settings)
         except Exception as exc:  # a failing kernel, compiler or loader worker is what a rung tests
             reason = (str(exc).strip().splitlines() or [""])[0][:300]
-            attempts.append({"rung": name, "speed": asdict(settings), "passed": False,
+            attempts.append({"rung": name, "speed": settings.model_dump(), "passed": False,
                              "error": f"{type(exc).__name__}: {reason}"})
             continue
-        attempts.append({"rung": name, "speed": asdict(settings), "passed": True})
+        attempts.append({"rung": name, "speed": settings.model_dump(), "passed": True})
         return settings, result, attempts
     failures = "; ".join(f"{a['rung']}: {a['error']}" for a in attempts)
     raise InputError(f"preflight: the canary failed with every speed setting ({failures})")
 
 
-def speed_record(configured: SpeedSettings, used: SpeedSettings, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+def speed_record(configured: Speed, used: Speed, attempts: list[dict[str, Any]]) -> dict[str, Any]:
     """What preflight.json says of the speed settings."""
-    return {"configured": asdict(configured), "used": asdict(used), "fell_back": used != configured,
+    return {"configured": configured.model_dump(), "used": used.model_dump(), "fell_back": used != configured,
             "attempts": attempts}
 
 
@@ -67,7 +66,12 @@ def proven_budget(budget: Budget, preflight: Path) -> Budget:
     if record.get("budget") != budget.name or not isinstance(speed, dict):
         raise InputError(f"{preflight}: written for budget {record.get('budget')!r} without a speed record; run "
                          f"the preflight stage for budget {budget.name!r}")
-    if speed.get("configured") != asdict(budget.speed):
+    if speed.get("configured") != budget.speed.model_dump():
         raise InputError(f"{preflight}: checked speed settings {speed.get('configured')} but the params now say "
-                         f"{asdict(budget.speed)}; run the preflight stage again")
-    return replace(budget, speed=SpeedSettings(**speed["used"]))
+                         f"{budget.speed.model_dump()}; run the preflight stage again")
+    try:
+        used = Speed.model_validate(speed["used"])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"{preflight}: speed.used is not a speed record ({' '.join(str(exc).split())}); run the "
+                         "preflight stage again") from None
+    return budget.model_copy(update={"speed": used})

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from stages.lib.core.params import Budget
 from stages.lib.training.distributed import ShardableBatches, global_micro_batch, interleave, per_process_accumulation
 from stages.lib.training.essay_model import EssayOutput, EssayRegressor
-from stages.lib.training.finetune_config import Budget
 from stages.lib.training.finite import DeferredFiniteChecks, check_finite
 from stages.lib.training.objectives import Objective
 from stages.lib.training.precision import PrecisionPlan
