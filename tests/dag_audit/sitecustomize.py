@@ -90,6 +90,12 @@ class _RecordingModel:
             return own.fget(self)
         if callable(own) and getattr(own, "__module__", "") == type(model).__module__:
             return own.__get__(self)
+        if name == "model_dump":  # `include` names the sections read; without it, the whole section
+            def model_dump(*args, include=None, **kwargs):
+                for field in include or ():
+                    _RECORD["params"].add(f"{prefix}{field}")
+                return (model if include else self._whole()).model_dump(*args, include=include, **kwargs)
+            return model_dump
         return getattr(self._whole(), name)
 
     def __setattr__(self, name, value):
