@@ -85,7 +85,6 @@ def standardised_within_prompt(features: pd.DataFrame, essays: pd.DataFrame) -> 
     return ((features - grouped.transform("mean")) / spread.where(spread > 0, 1.0)).astype(features.dtypes.to_dict())
 
 
-
 def family_tables(params: Params, names: tuple[str, ...]) -> tuple[dict[str, pd.DataFrame], dict[str, float]]:
     """Each family's table (indexed by essay id) and its feature seconds: the family's own computation plus an equal
     share of the one parse they share. Cached per texts file and family code under `.ablation/`."""
@@ -112,13 +111,14 @@ def family_tables(params: Params, names: tuple[str, ...]) -> tuple[dict[str, pd.
 
 def cross_validate(features: pd.DataFrame, params: Params, schema: DatasetSchema, seed: int,
                    xgb: dict[str, Any]) -> tuple[pd.DataFrame, float]:
-    """The reference's prompt-holdout predictions table for one seed (folds side by side), and the fit seconds."""
+    """The reference's prompt-holdout predictions table for one seed (folds side by side, one process per core, as
+    the `xgb` stage fits them: predictions do not depend on the count), and the fit seconds."""
     cfg = params.xgb.model_copy(update=xgb)
     folds = scheme_folds(SCHEME)
     splits = {fold: read_fold(SCHEME, fold) for fold in folds}
     start = time.perf_counter()
     with parallel_config(backend="loky", inner_max_num_threads=1):
-        results = Parallel(n_jobs=min(2, len(folds)))(
+        results = Parallel(n_jobs=min(len(os.sched_getaffinity(0)), len(folds)))(
             delayed(run_fold)(*splits[f], features, SCHEME, cfg, seed, schema, f"ablation fold {f}") for f in folds)
     frames = [fold_predictions(splits[f][1], f, schema, c, g) for f, (c, g, _) in zip(folds, results, strict=True)]
     return pd.concat(frames, ignore_index=True), time.perf_counter() - start
@@ -174,7 +174,7 @@ def markdown(record: dict[str, Any]) -> str:
         + ". Deltas are variant − committed reference, seed-averaged; the interval is the gate's paired two-level "
         f"bootstrap ({head['n_resamples']} resamples of prompts × seeds, {head['confidence']:.0%}); seed SD is the "
         "variant's SD over seeds. Feature seconds: the family's computation plus its share of the shared parse, "
-        "over all essays; fit seconds: one seed's five folds, two side by side.", "",
+        "over all essays; fit seconds: one seed's folds, one process per core.", "",
         f"Reference: mean QWK {record['reference']['mean_qwk']:.4f}, worst-prompt QWK "
         f"{record['reference']['worst_prompt_qwk']:.4f}, fit {record['reference']['fit_seconds']:.0f} s per seed.", "",
         "| variant | mean QWK | Δ mean [interval] | worst-prompt QWK | Δ worst [interval] | seed SD mean / worst "
