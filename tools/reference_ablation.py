@@ -37,7 +37,8 @@ from stages.lib.data.schema import DatasetSchema
 from stages.lib.features import families as fam
 from stages.lib.features.feature_store import load_features
 from stages.lib.features.linguistic import load_nlp
-from stages.lib.gate.bootstrap import MetricConfig, arm_counts, paired_bootstrap
+from stages.lib.gate.bootstrap import arm_counts, paired_bootstrap
+from stages.lib.gate.criteria import GateConfig
 from stages.lib.reference.model import run_fold
 from stages.lib.scoring.evaluation import summarise
 from stages.lib.scoring.predictions import fold_predictions
@@ -127,8 +128,8 @@ def cross_validate(features: pd.DataFrame, params: Params, schema: DatasetSchema
 def judge(name: str, tables: list[pd.DataFrame], reference: list[pd.DataFrame], params: Params,
           schema: DatasetSchema) -> dict[str, Any]:
     """The variant's paired bootstrap against the reference on the gate's mean and worst-prompt QWK."""
-    ev, gate = params.evaluate, params.gate
-    cfg = MetricConfig(ev.min_prompt_n, ev.bottom_k, ev.low_tail, ev.high_tail)
+    gate = GateConfig.from_params(params)
+    cfg = gate.metric_config
     prompts = sorted(reference[0]["prompt"].unique())
     folds = sorted(int(f) for f in reference[0]["fold"].unique())
     order = reference[0]["essay_id"]
@@ -136,8 +137,7 @@ def judge(name: str, tables: list[pd.DataFrame], reference: list[pd.DataFrame], 
               for t in tables]
     ref_counts = [arm_counts(t, schema, prompts, folds, cfg) for t in reference]
     rng = np.random.default_rng([params.seed, int(hashlib.md5(name.encode()).hexdigest()[:8], 16)])
-    intervals = paired_bootstrap(counts, ref_counts, GATE_METRICS, cfg, gate.bootstrap.n_resamples,
-                                 gate.bootstrap.confidence, rng)
+    intervals = paired_bootstrap(counts, ref_counts, GATE_METRICS, cfg, gate.n_resamples, gate.confidence, rng)
     return {metric: {"candidate": i.candidate, "reference": i.reference, "delta": i.delta,
                      "ci": [i.ci_low, i.ci_high], "seed_sd": i.candidate_seed_sd, "noise_sd": i.noise_sd}
             for metric, i in intervals.items()}
