@@ -36,11 +36,11 @@ from stages.lib.data.prepared import read_essays, read_texts
 from stages.lib.data.schema import DatasetSchema
 from stages.lib.features import families as fam
 from stages.lib.features.feature_store import load_features
-from stages.lib.features.linguistic import load_nlp
+from stages.lib.features.store_builder import load_tools
 from stages.lib.gate.bootstrap import arm_counts, paired_bootstrap
 from stages.lib.gate.criteria import GateConfig
 from stages.lib.reference.model import run_fold
-from stages.lib.scoring.evaluation import summarise
+from stages.lib.scoring.evaluation import qwk_summary
 from stages.lib.scoring.predictions import fold_predictions
 from tools.benchmark import git_commit
 from tools.machine import cpu_model
@@ -94,7 +94,7 @@ def family_tables(params: Params, names: tuple[str, ...]) -> tuple[dict[str, pd.
     todo = [name for name in names if not paths[name].is_file()]
     if todo:
         essays = read_texts()
-        nlp = load_nlp(params.features.spacy_model)
+        nlp = load_tools(params.features, params.source).nlp  # one-line error naming the file if it cannot load
         start = time.perf_counter()
         tables, own = fam.family_features(essays["text"].tolist(), nlp, todo, n_process=params.features.n_process,
                                           batch_size=params.features.batch_size, progress=True)
@@ -145,8 +145,9 @@ def judge(name: str, tables: list[pd.DataFrame], reference: list[pd.DataFrame], 
 
 def trait_means(tables: list[pd.DataFrame], params: Params, schema: DatasetSchema) -> dict[str, float]:
     """Per-trait prompt-holdout mean QWK, averaged over seeds."""
-    per_seed = [summarise(t, schema, params.evaluate)["qwk_by_trait"] for t in tables]
-    return {target: float(np.mean([s[target]["mean"] for s in per_seed])) for target in schema.targets}
+    min_n = params.evaluate.min_prompt_n
+    return {target: float(np.mean([qwk_summary(t, schema, target, min_n)["mean"] for t in tables]))
+            for target in schema.targets}
 
 
 def write_doc(table: str, path: Path = DOC) -> None:
